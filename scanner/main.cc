@@ -1,0 +1,309 @@
+// moat: the command line. The only place where storage, the namespace
+// session, the checks and the report writers meet.
+//
+// Exit status (the contract in cli-and-report.md): 0 scan completed with no
+// finding at or above --fail-on; 1 at least one such finding; 2 the scan could
+// not be completed (usage error, bad reference, damaged or tampered image,
+// limit exceeded). A failed scan never exits 0 or 1.
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include <CLI/CLI.hpp>
+#include <chrono>
+#include <cstdio>
+#include <fstream>
+#include <iostream>
+#include <mutex>
+#include <nlohmann/json.hpp>
+
+#include "scanner/report.h"
+#include "storage/fsutil.h"
+#include "storage/image.h"
+#include "storage/reference.h"
+#include "storage/store.h"
+
+namespace moat {
+namespace {
+
+constexpr int kExitClean = 0;
+constexpr int kExitFailed = 2;
+
+struct Common {
+  std::string store;
+  std::string platform;
+  bool quiet = false, verbose = false;
+  Limits limits;
+};
+
+void add_common(CLI::App* c, Common& o) {
+  c->add_option("--store", o.store, "Layer store directory (default $XDG_CACHE_HOME/moat or ~/.cache/moat)");
+  c->add_flag("-q,--quiet", o.quiet, "Print nothing on stderr but errors");
+  c->add_flag("-v,--verbose", o.verbose, "Say what is being done on stderr");
+}
+
+void add_pull_options(CLI::App* c, Common& o) {
+  c->add_option("--platform", o.platform, "OS/ARCH[/VARIANT] to pick from a multi-platform image (default: the host's)");
+  c->add_option("--max-image-bytes", o.limits.max_image_bytes, "Limit on the uncompressed size of all layers")
+      ->capture_default_str();
+  c->add_option("--max-layer-entries", o.limits.max_layer_entries, "Limit on entries in one layer")->capture_default_str();
+  c->add_option("--max-path-length", o.limits.max_path_length, "Limit on the bytes of one path")->capture_default_str();
+  c->add_option("--max-path-depth", o.limits.max_path_depth, "Limit on the components of one path")->capture_default_str();
+  c->add_option("--max-layers", o.limits.max_layers, "Limit on the layers of one image")->capture_default_str();
+}
+
+int report_error(const std::string& image, const Error& e) {
+  std::fprintf(stderr, "moat: error: %s%s\n", image.empty() ? "" : (image + ": ").c_str(), e.describe().c_str());
+  if (!e.hint.empty()) std::fprintf(stderr, "moat: hint: %s\n", e.hint.c_str());
+  return kExitFailed;
+}
+
+// Progress on a terminal only: one line, rewritten at most ten times a second.
+class Progress {
+ public:
+  explicit Progress(bool enabled) : on_(enabled) {}
+  ~Progress() { done(); }
+  void bytes(uint64_t n) {
+    if (!on_) return;
+    std::lock_guard<std::mutex> g(mu_);
+    total_ += n;
+    auto now = std::chrono::steady_clock::now();
+    if (now - last_ < std::chrono::milliseconds(100)) return;
+    last_ = now;
+    std::fprintf(stderr, "\r\033[Kpulling: %s read", human_bytes(total_).c_str());
+    dirty_ = true;
+  }
+  void line(const std::string& s) {
+    if (!on_) return;
+    std::lock_guard<std::mutex> g(mu_);
+    std::fprintf(stderr, "\r\033[K%s\n", s.c_str());
+    dirty_ = false;
+  }
+  void done() {
+    if (on_ && dirty_) std::fprintf(stderr, "\r\033[K");
+    dirty_ = false;
+  }
+
+ private:
+  bool on_;
+  std::mutex mu_;
+  uint64_t total_ = 0;
+  bool dirty_ = false;
+  std::chrono::steady_clock::time_point last_{};
+};
+
+Result<ImageRecord> pull_image(const std::string& image, const Common& o, Store& store) {
+  MOAT_ASSIGN_OR_RETURN(Reference ref, parse_reference(image));
+  Platform plat;
+  if (!o.platform.empty()) {
+    MOAT_ASSIGN_OR_RETURN(plat, Platform::parse(o.platform));
+  }
+  MOAT_ASSIGN_OR_RETURN(auto src, open_image(ref, plat, o.limits));
+  Progress progress(isatty(2) && !o.quiet);
+  PullOptions po;
+  po.limits = o.limits;
+  po.progress = [&](uint64_t n) { progress.bytes(n); };
+  po.on_layer = [&](const std::string& s) {
+    if (o.verbose) progress.line(s);
+  };
+  PullStats stats;
+  auto rec = store.pull(*src, po, &stats);
+  progress.done();
+  if (rec && o.verbose)
+    std::fprintf(stderr, "moat: %zu layers unpacked, %zu reused from the store\n", stats.unpacked, stats.reused);
+  return rec;
+}
+
+int cmd_scan(const std::string& image, const Common& o, const std::string& format, const std::string& output,
+             const std::string& fail_on) {
+  auto t0 = std::chrono::steady_clock::now();
+  static const char* severities[] = {"critical", "high", "medium", "low", "info", "none"};
+  bool sev_ok = false;
+  for (const char* s : severities) sev_ok |= fail_on == s;
+  if (!sev_ok) return report_error("", Error{"--fail-on must be one of critical, high, medium, low, info, none"});
+  auto store = Store::open(o.store);
+  if (!store) return report_error("", store.error());
+  auto lock = store->lock_shared();
+  if (!lock) return report_error("", lock.error());
+  auto rec = pull_image(image, o, *store);
+  if (!rec) return report_error("", rec.error());
+  Report r;
+  r.reference = rec->names.empty() ? image : parse_reference(image).ok() ? parse_reference(image)->text : image;
+  r.image = *rec;
+  r.scan.rootless = geteuid() != 0;
+  r.scan.duration_ms =
+      std::chrono::duration_cast<std::chrono::milliseconds>(std::chrono::steady_clock::now() - t0).count();
+  std::string text;
+  if (format == "json") text = report_json(r);
+  else text = report_table(r, output.empty() && isatty(1) && !getenv("NO_COLOR"));
+  if (output.empty()) {
+    std::fwrite(text.data(), 1, text.size(), stdout);
+    std::fflush(stdout);
+  } else {
+    std::ofstream f(output, std::ios::binary | std::ios::trunc);
+    f << text;
+    if (!f.good()) return report_error("", sys_error("write " + output));
+  }
+  return kExitClean;
+}
+
+int cmd_pull(const std::string& image, const Common& o) {
+  auto store = Store::open(o.store);
+  if (!store) return report_error("", store.error());
+  auto lock = store->lock_shared();
+  if (!lock) return report_error("", lock.error());
+  auto rec = pull_image(image, o, *store);
+  if (!rec) return report_error("", rec.error());
+  std::printf("%s\n", rec->id.c_str());
+  return kExitClean;
+}
+
+int cmd_ls(const Common& o, bool json_out) {
+  auto store = Store::open(o.store);
+  if (!store) return report_error("", store.error());
+  auto lock = store->lock_shared();
+  if (!lock) return report_error("", lock.error());
+  auto imgs = store->images();
+  if (!imgs) return report_error("", imgs.error());
+  auto layers = store->layers();
+  if (!layers) return report_error("", layers.error());
+  std::map<std::string, LayerInfo> by_id;
+  for (const auto& l : *layers) by_id[l.diff_id] = l;
+  if (json_out) {
+    nlohmann::ordered_json j;
+    j["store"] = store->root();
+    j["images"] = nlohmann::ordered_json::array();
+    for (const auto& i : *imgs) {
+      nlohmann::ordered_json ij;
+      ij["id"] = i.id;
+      ij["names"] = i.names;
+      ij["config_digest"] = i.config_digest;
+      ij["manifest_digest"] = i.manifest_digest;
+      uint64_t size = 0;
+      ij["layers"] = nlohmann::ordered_json::array();
+      for (const auto& l : i.layers) {
+        size += by_id[l.diff_id].tar_size;
+        ij["layers"].push_back(l.diff_id);
+      }
+      ij["size"] = size;
+      j["images"].push_back(ij);
+    }
+    j["layers"] = nlohmann::ordered_json::array();
+    for (const auto& l : *layers)
+      j["layers"].push_back({{"diff_id", l.diff_id}, {"size", l.tar_size}, {"disk_usage", l.disk_usage},
+                             {"entries", l.entries}, {"used_by", l.used_by}});
+    std::printf("%s\n", j.dump(2, ' ', false, nlohmann::json::error_handler_t::replace).c_str());
+    return kExitClean;
+  }
+  std::printf("%-12s  %6s  %10s  %s\n", "IMAGE ID", "LAYERS", "SIZE", "NAMES");
+  for (const auto& i : *imgs) {
+    uint64_t size = 0;
+    for (const auto& l : i.layers) size += by_id[l.diff_id].tar_size;
+    std::string names;
+    for (const auto& n : i.names) names += (names.empty() ? "" : ", ") + printable(n);
+    std::printf("%-12s  %6zu  %10s  %s\n", i.id.substr(0, 12).c_str(), i.layers.size(), human_bytes(size).c_str(),
+                names.c_str());
+  }
+  std::printf("\n%-19s  %10s  %10s  %8s  %s\n", "LAYER (DIFF ID)", "SIZE", "ON DISK", "ENTRIES", "USED BY");
+  for (const auto& l : *layers)
+    std::printf("%-19s  %10s  %10s  %8llu  %d\n", l.diff_id.substr(0, 19).c_str(), human_bytes(l.tar_size).c_str(),
+                human_bytes(l.disk_usage).c_str(), static_cast<unsigned long long>(l.entries), l.used_by);
+  return kExitClean;
+}
+
+int cmd_rm(const std::string& image, const Common& o) {
+  auto store = Store::open(o.store);
+  if (!store) return report_error("", store.error());
+  auto lock = store->lock_exclusive();
+  if (!lock) return report_error("", lock.error());
+  auto img = store->find_image(image);
+  if (!img) return report_error("", img.error());
+  auto removed = store->remove_image(*img);
+  if (!removed) return report_error("", removed.error());
+  std::printf("removed image %s (%zu layers no longer used)\n", img->id.substr(0, 12).c_str(), removed->size());
+  return kExitClean;
+}
+
+int cmd_prune(const Common& o) {
+  auto store = Store::open(o.store);
+  if (!store) return report_error("", store.error());
+  auto lock = store->lock_exclusive();
+  if (!lock) return report_error("", lock.error());
+  auto removed = store->prune();
+  if (!removed) return report_error("", removed.error());
+  for (const auto& l : *removed) std::printf("removed layer %s\n", l.c_str());
+  std::printf("%zu layers removed\n", removed->size());
+  return kExitClean;
+}
+
+int run(int argc, char** argv) {
+  CLI::App app{"moat: a rootless container-image scanner.\n\n"
+               "IMAGE is TRANSPORT:LOCATION: oci:PATH[:TAG], oci-archive:PATH[:TAG],\n"
+               "docker-archive:PATH[:NAME:TAG|:@INDEX], dir:PATH (an unpacked tree or skopeo's dir: format).\n\n"
+               "Exit status: 0 clean, 1 a finding at or above --fail-on, 2 the scan could not be completed.",
+               "moat"};
+  app.require_subcommand(1);
+  Common common;
+
+  std::string image, format = "table", output, fail_on = "high";
+  auto* scan = app.add_subcommand("scan", "Scan an image (pulls what the store lacks)");
+  scan->add_option("IMAGE", image, "The image to scan")->required();
+  scan->add_option("-f,--format", format, "Report format")->check(CLI::IsMember({"table", "json"}))->capture_default_str();
+  scan->add_option("-o,--output", output, "Write the report to FILE instead of stdout");
+  scan->add_option("--fail-on", fail_on, "Exit 1 when a finding has at least this severity "
+                   "(critical, high, medium, low, info, none)")->capture_default_str();
+  add_common(scan, common);
+  add_pull_options(scan, common);
+
+  auto* img = app.add_subcommand("image", "Manage the local layer store");
+  img->require_subcommand(1);
+  auto* pull = img->add_subcommand("pull", "Bring an image into the store without scanning it");
+  pull->add_option("IMAGE", image, "The image to pull")->required();
+  add_common(pull, common);
+  add_pull_options(pull, common);
+  bool ls_json = false;
+  auto* ls = img->add_subcommand("ls", "List images and layers in the store, with sizes");
+  ls->add_flag("--json", ls_json, "Print JSON");
+  add_common(ls, common);
+  auto* rm = img->add_subcommand("rm", "Remove an image (by name or id prefix) and the layers only it used");
+  rm->add_option("IMAGE", image, "Name (reference) or id prefix")->required();
+  add_common(rm, common);
+  auto* prune = img->add_subcommand("prune", "Remove layers no image uses and leftovers of interrupted pulls");
+  add_common(prune, common);
+
+  auto* version = app.add_subcommand("version", "Print the version");
+
+  try {
+    app.parse(argc, argv);
+  } catch (const CLI::CallForHelp& e) {
+    return app.exit(e);
+  } catch (const CLI::CallForAllHelp& e) {
+    return app.exit(e);
+  } catch (const CLI::ParseError& e) {
+    app.exit(e);
+    return kExitFailed;  // a usage error is a failed scan, never 0 or 1
+  }
+
+  if (*version) {
+    std::printf("moat %s\n", MOAT_VERSION);
+    return kExitClean;
+  }
+  if (*scan) return cmd_scan(image, common, format, output, fail_on);
+  if (*pull) return cmd_pull(image, common);
+  if (*ls) return cmd_ls(common, ls_json);
+  if (*rm) return cmd_rm(image, common);
+  if (*prune) return cmd_prune(common);
+  return kExitFailed;
+}
+
+}  // namespace
+}  // namespace moat
+
+int main(int argc, char** argv) {
+  umask(077);
+  try {
+    return moat::run(argc, argv);
+  } catch (const std::exception& e) {
+    std::fprintf(stderr, "moat: internal error: %s\n", e.what());
+    return 2;
+  }
+}

@@ -1,0 +1,67 @@
+// ImageSource: one image found through a Reference, with its manifest and
+// config read, validated and verified, and its layers ready to be streamed.
+//
+// open_image() does all document work up front: it validates every digest
+// before use, verifies every document blob against its digest, selects a
+// manifest from an index by tag and platform, and checks that the config's
+// diff_ids match the layers. Layer blobs are verified later, on the same pass
+// that unpacks them (see unpack.h).
+#pragma once
+
+#include <memory>
+#include <string>
+#include <vector>
+
+#include "storage/limits.h"
+#include "storage/reference.h"
+#include "storage/result.h"
+#include "storage/tree.h"
+
+namespace moat {
+
+enum class Compression { Unknown, None, Gzip, Zstd };
+const char* compression_name(Compression c);
+
+struct LayerDesc {
+  size_t index = 0;
+  std::string blob_digest;  // digest of the stored blob; empty where the transport names none
+  std::string media_type;   // empty where the transport gives none (docker-archive)
+  Compression compression = Compression::Unknown;  // from the media type; Unknown: by magic bytes
+  int64_t size = -1;        // blob size from the manifest, -1 if unknown
+  std::string diff_id;      // from the config's rootfs.diff_ids, validated
+  std::string created_by;   // from the config's history
+  std::string blob_path;    // location inside the image's BlobTree
+};
+
+struct ImageDesc {
+  std::string reference;        // canonical reference text
+  std::string manifest_digest;  // empty where the transport has no manifest blob
+  std::string config_digest;
+  std::string config;           // the config document's bytes, verified
+  std::string platform;         // "os/arch[/variant]" from the config
+  std::vector<LayerDesc> layers;
+  bool rootfs = false;          // dir: with an unpacked tree (no blobs)
+  std::string rootfs_path;
+};
+
+struct Platform {
+  std::string os = "linux", arch, variant;  // arch empty: the host's
+  static Result<Platform> parse(const std::string& s);
+  std::string text() const;
+};
+Platform host_platform();
+
+class ImageSource {
+ public:
+  const ImageDesc& desc() const { return desc_; }
+  Result<std::unique_ptr<Reader>> open_layer(size_t i) const;
+
+ private:
+  friend Result<std::unique_ptr<ImageSource>> open_image(const Reference&, const Platform&, const Limits&);
+  ImageDesc desc_;
+  std::unique_ptr<BlobTree> tree_;
+};
+
+Result<std::unique_ptr<ImageSource>> open_image(const Reference& ref, const Platform& platform, const Limits& limits);
+
+}  // namespace moat

@@ -1,0 +1,113 @@
+// The layer store: where moat keeps the images it has pulled.
+//
+//   STORE/                  mode 0700, default $XDG_CACHE_HOME/moat or ~/.cache/moat
+//     store.lock            flock: shared while pulling or scanning, exclusive for rm/prune
+//     layers/<hex>/         one per diffID, shared by every image that uses it;
+//       diff/               the unpacked tree, in the form overlayfs mounts rootless
+//       index.tsv           the metadata index (layer_index.h)
+//       layer.json          what was unpacked, from which blob, and how
+//     locks/<hex>.lock      flock held by the one process unpacking that layer
+//     tmp/<hex>.<pid>.<n>/  layers being unpacked; renamed into layers/ only when
+//                           complete and verified, removed by the next unpacker
+//     images/<id>.json      image records (id = config digest hex), written atomically
+//
+// Parallel moat processes share one store safely: per-layer locks are taken in
+// one global order (sorted diffIDs), so each layer is unpacked by one process
+// while the others wait and then reuse it, with no deadlock. A killed process
+// leaves only tmp/ leftovers, which nothing reads and the next unpacker removes.
+#pragma once
+
+#include <cstdint>
+#include <functional>
+#include <string>
+#include <vector>
+
+#include "storage/fd.h"
+#include "storage/image.h"
+#include "storage/layer_index.h"
+#include "storage/limits.h"
+#include "storage/result.h"
+
+namespace moat {
+
+struct LayerRecord {
+  size_t index = 0;
+  std::string diff_id, blob_digest, media_type, created_by;
+  uint64_t blob_size = 0, tar_size = 0, entries = 0;
+};
+
+struct ImageRecord {
+  std::string id;  // config digest hex (dir: trees: the tree's content digest hex)
+  std::vector<std::string> names;
+  std::string manifest_digest, config_digest, platform, config;
+  std::vector<LayerRecord> layers;
+  int64_t pulled = 0;  // unix time of the last pull
+};
+
+struct LayerInfo {
+  std::string diff_id;
+  uint64_t tar_size = 0, entries = 0, disk_usage = 0;
+  int used_by = 0;
+};
+
+struct PullOptions {
+  Limits limits;
+  std::function<void(uint64_t bytes)> progress;           // compressed bytes read, summed by the caller
+  std::function<void(const std::string& what)> on_layer;  // a layer was unpacked or reused
+};
+
+struct PullStats {
+  size_t unpacked = 0, reused = 0;
+};
+
+// An flock held for the life of the object.
+class FileLock {
+ public:
+  static Result<FileLock> acquire(const std::string& path, bool exclusive);
+  FileLock(FileLock&&) = default;
+  FileLock& operator=(FileLock&&) = default;
+
+ private:
+  FileLock() = default;
+  Fd fd_;
+};
+
+class Store {
+ public:
+  // Opens (creating if needed) the store at `dir`, or the default when empty.
+  static Result<Store> open(const std::string& dir);
+  static std::string default_dir();
+
+  const std::string& root() const { return root_; }
+  Result<FileLock> lock_shared() const { return FileLock::acquire(root_ + "/store.lock", false); }
+  Result<FileLock> lock_exclusive() const { return FileLock::acquire(root_ + "/store.lock", true); }
+
+  // Brings every layer of the image in (unpacking the missing ones in parallel)
+  // and records the image. The caller holds lock_shared().
+  Result<ImageRecord> pull(const ImageSource& src, const PullOptions& opt, PullStats* stats = nullptr);
+
+  Result<std::vector<ImageRecord>> images() const;
+  Result<std::vector<LayerInfo>> layers() const;
+  // By reference text (as given or canonical) or by a unique prefix of the id.
+  Result<ImageRecord> find_image(const std::string& name_or_id) const;
+  // Removes the record, then every layer no remaining image uses. Caller holds lock_exclusive().
+  Result<std::vector<std::string>> remove_image(const ImageRecord& img);
+  // Removes layers no image uses and leftovers of interrupted unpacks. Caller holds lock_exclusive().
+  Result<std::vector<std::string>> prune();
+
+  std::string layer_dir(const std::string& diff_id) const { return root_ + "/layers/" + diff_id.substr(7); }
+  std::string diff_dir(const std::string& diff_id) const { return layer_dir(diff_id) + "/diff"; }
+  Result<std::vector<IndexEntry>> layer_index(const std::string& diff_id) const {
+    return read_index(layer_dir(diff_id) + "/index.tsv");
+  }
+
+ private:
+  Status save_image(const ImageRecord& rec);
+  Status save_with_names(ImageRecord& rec);
+  std::string root_;
+  Fd root_fd_;
+};
+
+std::string image_record_json(const ImageRecord& r);
+
+}  // namespace moat

@@ -1,0 +1,711 @@
+#include "storage/unpack.h"
+
+#include <archive.h>
+#include <archive_entry.h>
+#include <fcntl.h>
+#include <sys/stat.h>
+#include <sys/sysmacros.h>
+#include <sys/xattr.h>
+#include <unistd.h>
+#include <zlib.h>
+#include <zstd.h>
+
+#include <algorithm>
+#include <cstring>
+#include <map>
+#include <optional>
+#include <memory>
+#include <unordered_map>
+
+#include "storage/digest.h"
+#include "storage/fsutil.h"
+
+namespace moat {
+
+namespace {
+
+constexpr size_t kInBuf = 1 << 17;
+constexpr size_t kOutBuf = 1 << 18;
+
+// ---- the byte pipeline: blob -> hash -> decompress -> hash -> libarchive ----
+
+class Pipeline {
+ public:
+  Pipeline(Reader& src, Compression declared, const UnpackOptions& opt)
+      : src_(src), declared_(declared), opt_(opt), in_(new char[kInBuf]), out_(new char[kOutBuf]) {}
+  ~Pipeline() {
+    if (z_init_) inflateEnd(&z_);
+    if (zs_) ZSTD_freeDStream(zs_);
+  }
+
+  // Reads the first bytes and decides the decompressor.
+  Status start() {
+    MOAT_TRY(fill());
+    const unsigned char* b = reinterpret_cast<const unsigned char*>(in_.get());
+    Compression magic = Compression::None;
+    if (in_len_ >= 2 && b[0] == 0x1f && b[1] == 0x8b) magic = Compression::Gzip;
+    else if (in_len_ >= 4 && b[0] == 0x28 && b[1] == 0xb5 && b[2] == 0x2f && b[3] == 0xfd) magic = Compression::Zstd;
+    if (declared_ != Compression::Unknown && declared_ != magic)
+      return Error{std::string("media type says ") + compression_name(declared_) + " but the blob is " +
+                   compression_name(magic)};
+    comp_ = magic;
+    if (comp_ == Compression::Gzip) {
+      if (inflateInit2(&z_, 15 + 16) != Z_OK) return Error{"zlib: cannot initialise"};
+      z_init_ = true;
+    } else if (comp_ == Compression::Zstd) {
+      zs_ = ZSTD_createDStream();
+      if (!zs_) return Error{"zstd: cannot initialise"};
+      ZSTD_initDStream(zs_);
+      // Bound the window an image can make us allocate (zstd --long=27 is the largest in use).
+      ZSTD_DCtx_setParameter(zs_, ZSTD_d_windowLogMax, 27);
+    }
+    return ok_status();
+  }
+
+  // Next chunk of uncompressed tar; 0 at the end.
+  Result<size_t> next(const char** buf) {
+    for (;;) {
+      size_t produced = 0;
+      if (comp_ == Compression::None) {
+        if (in_pos_ == in_len_) {
+          MOAT_TRY(fill());
+          if (in_len_ == 0) return size_t{0};
+        }
+        *buf = in_.get() + in_pos_;
+        produced = in_len_ - in_pos_;
+        in_pos_ = in_len_;
+      } else {
+        if (in_pos_ == in_len_ && !src_eof_) MOAT_TRY(fill());
+        if (in_pos_ == in_len_ && src_eof_) {
+          if (!stream_done_) return Error{"the compressed stream is truncated"};
+          return size_t{0};
+        }
+        MOAT_ASSIGN_OR_RETURN(produced, decompress());
+        *buf = out_.get();
+        if (produced == 0) continue;
+      }
+      tar_size_ += produced;
+      diff_hash_.update(*buf, produced);
+      if (opt_.cancel && opt_.cancel->load()) return Error{"cancelled"};
+      if (opt_.image_bytes) {
+        uint64_t total = opt_.image_bytes->fetch_add(produced) + produced;
+        if (total > opt_.limits.max_image_bytes)
+          return Error{"the image's uncompressed size passes the limit of " + human_bytes(opt_.limits.max_image_bytes)}
+              .with_hint("raise it with --max-image-bytes if the image is trusted to be this large");
+      }
+      return produced;
+    }
+  }
+
+  // Reads whatever follows the tar's end marker so both digests cover every byte.
+  Status drain() {
+    const char* b;
+    for (;;) {
+      MOAT_ASSIGN_OR_RETURN(size_t n, next(&b));
+      if (n == 0) return ok_status();
+    }
+  }
+
+  std::string blob_digest() { return blob_hash_.finish(); }
+  std::string diff_id() { return diff_hash_.finish(); }
+  uint64_t blob_size() const { return blob_size_; }
+  uint64_t tar_size() const { return tar_size_; }
+  Compression compression() const { return comp_; }
+
+ private:
+  Status fill() {
+    in_pos_ = in_len_ = 0;
+    if (src_eof_) return ok_status();
+    MOAT_ASSIGN_OR_RETURN(size_t n, src_.read(in_.get(), kInBuf));
+    if (n == 0) src_eof_ = true;
+    in_len_ = n;
+    blob_size_ += n;
+    blob_hash_.update(in_.get(), n);
+    if (opt_.progress && n) opt_.progress(n);
+    return ok_status();
+  }
+
+  Result<size_t> decompress() {
+    if (comp_ == Compression::Gzip) {
+      if (stream_done_) {
+        // Concatenated gzip members are one stream (as gzip -dc reads them).
+        if (in_len_ - in_pos_ >= 2 && static_cast<unsigned char>(in_[in_pos_]) == 0x1f) {
+          inflateReset(&z_);
+          stream_done_ = false;
+        } else {
+          in_pos_ = in_len_;  // trailing padding after the last member: hashed, not unpacked
+          return size_t{0};
+        }
+      }
+      z_.next_in = reinterpret_cast<Bytef*>(in_.get() + in_pos_);
+      z_.avail_in = static_cast<uInt>(in_len_ - in_pos_);
+      z_.next_out = reinterpret_cast<Bytef*>(out_.get());
+      z_.avail_out = kOutBuf;
+      int r = inflate(&z_, Z_NO_FLUSH);
+      in_pos_ = in_len_ - z_.avail_in;
+      if (r == Z_STREAM_END) stream_done_ = true;
+      else if (r != Z_OK && r != Z_BUF_ERROR) return Error{std::string("gzip data is corrupt: ") + (z_.msg ? z_.msg : "error")};
+      return kOutBuf - z_.avail_out;
+    }
+    ZSTD_inBuffer in{in_.get(), in_len_, in_pos_};
+    ZSTD_outBuffer out{out_.get(), kOutBuf, 0};
+    size_t r = ZSTD_decompressStream(zs_, &out, &in);
+    if (ZSTD_isError(r)) return Error{std::string("zstd data is corrupt: ") + ZSTD_getErrorName(r)};
+    in_pos_ = in.pos;
+    stream_done_ = (r == 0);
+    return out.pos;
+  }
+
+  Reader& src_;
+  Compression declared_, comp_ = Compression::None;
+  const UnpackOptions& opt_;
+  std::unique_ptr<char[]> in_, out_;
+  size_t in_pos_ = 0, in_len_ = 0;
+  bool src_eof_ = false, stream_done_ = false;
+  z_stream z_{};
+  bool z_init_ = false;
+  ZSTD_DStream* zs_ = nullptr;
+  Sha256 blob_hash_, diff_hash_;
+  uint64_t blob_size_ = 0, tar_size_ = 0;
+};
+
+struct PipeClient {
+  Pipeline* pipe;
+  std::optional<Error> err;
+};
+
+la_ssize_t pipe_read(archive* a, void* client, const void** buf) {
+  auto* c = static_cast<PipeClient*>(client);
+  const char* b = nullptr;
+  auto r = c->pipe->next(&b);
+  if (!r) {
+    c->err = std::move(r).error();
+    archive_set_error(a, EIO, "%s", c->err->message.c_str());
+    return -1;
+  }
+  *buf = b;
+  return static_cast<la_ssize_t>(*r);
+}
+
+struct ArchiveDeleter {
+  void operator()(archive* a) const { archive_read_free(a); }
+};
+
+// ---- the entry writer ----
+
+bool keep_xattr(const std::string& name) {
+  if (name.find(".overlay.") != std::string::npos) return false;  // only .wh. entries decide what is hidden
+  if (name.rfind("user.containers.", 0) == 0) return false;      // a forged override_stat
+  return name.rfind("user.", 0) == 0 || name.rfind("security.", 0) == 0;
+}
+
+class EntryWriter {
+ public:
+  EntryWriter(int root, const UnpackOptions& opt) : root_(root), opt_(opt) {}
+
+  // Applies one archive entry; `a` is positioned at its data.
+  Status apply(archive* a, archive_entry* e, const std::string& raw_name) {
+    if (++entries_ > opt_.limits.max_layer_entries)
+      return Error{"more than " + std::to_string(opt_.limits.max_layer_entries) + " entries"}.with_hint(
+          "raise the limit with --max-layer-entries if the layer is trusted");
+    if (raw_name.size() > opt_.limits.max_path_length)
+      return Error{"path is longer than " + std::to_string(opt_.limits.max_path_length) + " bytes"};
+    if (!raw_name.empty() && raw_name[0] == '/') return Error{"absolute path refused"};
+    std::string rel;
+    if (!normalize_relative(raw_name, rel)) return Error{"path with \"..\" refused"};
+    if (std::count(rel.begin(), rel.end(), '/') + 1 > static_cast<long>(opt_.limits.max_path_depth))
+      return Error{"path is deeper than " + std::to_string(opt_.limits.max_path_depth) + " components"};
+
+    IndexEntry ie;
+    ie.mode = archive_entry_perm(e) & 07777;
+    ie.uid = static_cast<uint32_t>(archive_entry_uid(e));
+    ie.gid = static_cast<uint32_t>(archive_entry_gid(e));
+    ie.mtime = archive_entry_mtime(e);
+    ie.size = archive_entry_size_is_set(e) ? static_cast<uint64_t>(archive_entry_size(e)) : 0;
+    archive_entry_xattr_reset(e);
+    const char* xn;
+    const void* xv;
+    size_t xs;
+    while (archive_entry_xattr_next(e, &xn, &xv, &xs) == ARCHIVE_OK) {
+      if (xn && keep_xattr(xn)) ie.xattrs.emplace_back(xn, std::string(static_cast<const char*>(xv), xs));
+    }
+
+    if (rel.empty()) {  // the layer's root directory itself
+      ie.path = "/";
+      ie.type = EntryType::Dir;
+      record(ie);
+      root_fix_ = ie;
+      return ok_status();
+    }
+    size_t slash = rel.rfind('/');
+    std::string parent = slash == std::string::npos ? "" : rel.substr(0, slash);
+    std::string name = slash == std::string::npos ? rel : rel.substr(slash + 1);
+    MOAT_ASSIGN_OR_RETURN(int pfd, parent_fd(parent));
+
+    if (name.rfind(".wh.", 0) == 0) {
+      if (name == ".wh..wh..opq") {
+        if (fsetxattr(pfd, "user.overlay.opaque", "y", 1, 0) != 0) return sys_error("mark directory opaque");
+        ie.type = EntryType::Opaque;
+        ie.path = "/" + parent;
+        record(ie);
+        return ok_status();
+      }
+      if (name.rfind(".wh..wh.", 0) == 0) return ok_status();  // aufs bookkeeping (.wh..wh.plnk), not content
+      std::string hidden = name.substr(4);
+      if (hidden.empty() || hidden == "." || hidden == "..") return Error{"bad whiteout name"};
+      MOAT_TRY(clear(pfd, parent, hidden, false));
+      if (mknodat(pfd, hidden.c_str(), S_IFCHR | 0000, makedev(0, 0)) != 0)
+        return sys_error("create whiteout").with_hint(
+            "the store's filesystem must allow 0:0 character devices (Linux 5.8+); try --store on ext4, xfs or btrfs");
+      ie.type = EntryType::Whiteout;
+      ie.path = join(parent, hidden);
+      ie.mode = 0;
+      ie.size = 0;
+      record(ie);
+      return ok_status();
+    }
+
+    ie.path = join(parent, name);
+    if (const char* hl = archive_entry_hardlink(e)) {
+      return hardlink(pfd, parent, name, hl, std::move(ie));
+    }
+    mode_t ft = archive_entry_filetype(e);
+    bool is_dir = ft == AE_IFDIR;
+    MOAT_TRY(clear(pfd, parent, name, is_dir));
+    switch (ft) {
+      case AE_IFREG: {
+        ie.type = EntryType::File;
+        int fd = openat(pfd, name.c_str(), O_WRONLY | O_CREAT | O_EXCL | O_NOFOLLOW | O_CLOEXEC, 0600);
+        if (fd < 0) return sys_error("create file");
+        Fd owner(fd);
+        MOAT_TRY(write_data(a, fd, ie.size));
+        MOAT_TRY(finish_fd(fd, ie, false));
+        break;
+      }
+      case AE_IFDIR: {
+        ie.type = EntryType::Dir;
+        if (mkdirat(pfd, name.c_str(), 0700) != 0 && errno != EEXIST) return sys_error("create directory");
+        struct stat st;
+        if (fstatat(pfd, name.c_str(), &st, AT_SYMLINK_NOFOLLOW) != 0 || !S_ISDIR(st.st_mode))
+          return Error{"directory was replaced while unpacking"};
+        // Its final mode comes after its contents are written (a 0500 dir stays writable until then).
+        dir_fix_[rel] = ie;
+        break;
+      }
+      case AE_IFLNK: {
+        ie.type = EntryType::Symlink;
+        const char* target = archive_entry_symlink(e);
+        ie.link = target ? target : "";
+        if (ie.link.empty()) return Error{"symlink with an empty target"};
+        if (ie.link.size() > opt_.limits.max_path_length) return Error{"symlink target too long"};
+        if (symlinkat(ie.link.c_str(), pfd, name.c_str()) != 0) return sys_error("create symlink");
+        if (opt_.chown) fchownat(pfd, name.c_str(), ie.uid, ie.gid, AT_SYMLINK_NOFOLLOW);
+        struct timespec ts[2] = {{ie.mtime, 0}, {ie.mtime, 0}};
+        utimensat(pfd, name.c_str(), ts, AT_SYMLINK_NOFOLLOW);
+        break;
+      }
+      case AE_IFIFO: {
+        ie.type = EntryType::Fifo;
+        if (mkfifoat(pfd, name.c_str(), 0600) != 0) return sys_error("create fifo");
+        // Opening a FIFO would block or read from a writer: only ever O_PATH here.
+        MOAT_TRY(finish_path(pfd, name, ie));
+        break;
+      }
+      case AE_IFCHR:
+      case AE_IFBLK: {
+        ie.type = ft == AE_IFCHR ? EntryType::Char : EntryType::Block;
+        ie.dev_major = archive_entry_rdevmajor(e);
+        ie.dev_minor = archive_entry_rdevminor(e);
+        ie.size = 0;
+        // Recorded, not created: an empty placeholder carries the truth in override_stat.
+        int fd = openat(pfd, name.c_str(), O_WRONLY | O_CREAT | O_EXCL | O_NOFOLLOW | O_CLOEXEC, 0600);
+        if (fd < 0) return sys_error("create device placeholder");
+        Fd owner(fd);
+        MOAT_TRY(finish_fd(fd, ie, true));
+        break;
+      }
+      default:
+        return Error{"unsupported entry type " + std::to_string(ft)};
+    }
+    record(ie);
+    return ok_status();
+  }
+
+  // Gives directories their final attributes, deepest first.
+  Status finish() {
+    std::vector<std::pair<std::string, IndexEntry*>> dirs;
+    for (auto& [rel, ie] : dir_fix_) dirs.emplace_back(rel, &ie);
+    std::sort(dirs.begin(), dirs.end(), [](const auto& x, const auto& y) {
+      auto dx = std::count(x.first.begin(), x.first.end(), '/');
+      auto dy = std::count(y.first.begin(), y.first.end(), '/');
+      return dx != dy ? dx > dy : x.first > y.first;
+    });
+    cached_.reset();
+    cached_path_.clear();
+    for (auto& [rel, ie] : dirs) {
+      auto fd = open_beneath(root_, rel, O_RDONLY | O_DIRECTORY | O_NOFOLLOW);
+      if (!fd) return std::move(fd).error().context("directory \"" + printable(rel) + "\"");
+      MOAT_TRY(finish_fd(fd->get(), *ie, false));
+    }
+    if (root_fix_) {
+      MOAT_TRY(finish_fd(root_, *root_fix_, false));
+    }
+    return ok_status();
+  }
+
+  std::vector<IndexEntry> take_index() {
+    std::vector<IndexEntry> out;
+    out.reserve(index_.size());
+    for (auto& e : index_)
+      if (!e.path.empty()) out.push_back(std::move(e));
+    // Directories carry their final attributes (an explicit entry may come after implicit creation).
+    for (auto& e : out)
+      if (e.type == EntryType::Dir && e.path != "/") {
+        auto it = dir_fix_.find(e.path.substr(1));
+        if (it != dir_fix_.end()) e = it->second;
+      }
+    return out;
+  }
+  std::vector<IndexEntry> take_pending() { return std::move(pending_); }
+  uint64_t entries() const { return entries_; }
+
+ private:
+  static std::string join(const std::string& parent, const std::string& name) {
+    return parent.empty() ? "/" + name : "/" + parent + "/" + name;
+  }
+
+  void record(const IndexEntry& ie) {
+    auto it = pos_.find(ie.path);
+    if (it != pos_.end()) {
+      index_[it->second] = ie;
+    } else {
+      pos_[ie.path] = index_.size();
+      index_.push_back(ie);
+    }
+  }
+
+  // The directory fd for `parent`, creating missing parents as 0755 root dirs (as docker does).
+  Result<int> parent_fd(const std::string& parent) {
+    if (cached_.valid() && cached_path_ == parent) return cached_.get();
+    cached_.reset();
+    auto r = open_beneath(root_, parent, O_RDONLY | O_DIRECTORY | O_NOFOLLOW);
+    if (!r) {
+      if (r.error().sys_errno != ENOENT) return explain_parent(parent, r.error());
+      MOAT_TRY(create_parents(parent));
+      r = open_beneath(root_, parent, O_RDONLY | O_DIRECTORY | O_NOFOLLOW);
+      if (!r) return explain_parent(parent, r.error());
+    }
+    cached_ = std::move(r).value();
+    cached_path_ = parent;
+    return cached_.get();
+  }
+
+  Error explain_parent(const std::string& parent, const Error& e) {
+    if (e.sys_errno == ELOOP || e.sys_errno == EXDEV)
+      return Error{"parent directory \"" + printable(parent) + "\" is a symlink: refused"};
+    if (e.sys_errno == ENOTDIR) return Error{"parent \"" + printable(parent) + "\" is not a directory"};
+    return Error{e.message, e.sys_errno};
+  }
+
+  Status create_parents(const std::string& parent) {
+    Fd cur(fcntl(root_, F_DUPFD_CLOEXEC, 0));
+    std::string sofar;
+    size_t i = 0;
+    while (i <= parent.size()) {
+      size_t j = parent.find('/', i);
+      if (j == std::string::npos) j = parent.size();
+      std::string c = parent.substr(i, j - i);
+      sofar += (sofar.empty() ? "" : "/") + c;
+      int fd = openat(cur.get(), c.c_str(), O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
+      if (fd < 0 && errno == ENOENT) {
+        if (mkdirat(cur.get(), c.c_str(), 0700) != 0) return sys_error("create directory \"" + printable(sofar) + "\"");
+        IndexEntry d;
+        d.path = "/" + sofar;
+        d.type = EntryType::Dir;
+        d.mode = 0755;
+        dir_fix_[sofar] = d;
+        record(d);
+        fd = openat(cur.get(), c.c_str(), O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
+      }
+      if (fd < 0) return explain_parent(sofar, sys_error("open"));
+      cur.reset(fd);
+      i = j + 1;
+    }
+    return ok_status();
+  }
+
+  // Makes room for `name`: a later entry replaces an earlier one, except that a
+  // directory meeting a directory keeps its contents.
+  Status clear(int pfd, const std::string& parent, const std::string& name, bool new_is_dir) {
+    struct stat st;
+    if (fstatat(pfd, name.c_str(), &st, AT_SYMLINK_NOFOLLOW) != 0) {
+      if (errno == ENOENT) return ok_status();
+      return sys_error("stat");
+    }
+    if (S_ISDIR(st.st_mode)) {
+      if (new_is_dir) return ok_status();
+      MOAT_TRY(remove_tree(pfd, name));
+      std::string prefix = join(parent, name);
+      for (size_t k = 0; k < index_.size(); ++k) {
+        const std::string& p = index_[k].path;
+        if (p == prefix || (p.size() > prefix.size() && p.compare(0, prefix.size(), prefix) == 0 && p[prefix.size()] == '/')) {
+          pos_.erase(p);
+          index_[k].path.clear();  // tombstone
+        }
+      }
+      std::string rel = prefix.substr(1);
+      for (auto it = dir_fix_.begin(); it != dir_fix_.end();) {
+        if (it->first == rel || it->first.rfind(rel + "/", 0) == 0) it = dir_fix_.erase(it);
+        else ++it;
+      }
+      if (cached_path_ == rel || cached_path_.rfind(rel + "/", 0) == 0) {
+        cached_.reset();
+        cached_path_.clear();
+      }
+      return ok_status();
+    }
+    if (unlinkat(pfd, name.c_str(), 0) != 0) return sys_error("replace existing entry");
+    return ok_status();
+  }
+
+  Status write_data(archive* a, int fd, uint64_t size) {
+    const void* buf;
+    size_t len;
+    la_int64_t off;
+    for (;;) {
+      int r = archive_read_data_block(a, &buf, &len, &off);
+      if (r == ARCHIVE_EOF) break;
+      if (r < ARCHIVE_WARN) return Error{std::string("reading file data: ") + archive_error_string(a)};
+      const char* p = static_cast<const char*>(buf);
+      while (len > 0) {
+        ssize_t n = pwrite(fd, p, len, off);
+        if (n < 0) {
+          if (errno == EINTR) continue;
+          return sys_error("write file");
+        }
+        p += n;
+        off += n;
+        len -= static_cast<size_t>(n);
+      }
+    }
+    // Sparse files end in a hole: give the file its full size.
+    if (ftruncate(fd, static_cast<off_t>(size)) != 0) return sys_error("set file size");
+    return ok_status();
+  }
+
+  // Owner, xattrs, mode and time, in the order that keeps each: chown clears
+  // setuid and file capabilities, and a read-only mode would forbid xattrs.
+  Status finish_fd(int fd, const IndexEntry& ie, bool device) {
+    bool chowned = false;
+    if (opt_.chown) {
+      chowned = fchown(fd, ie.uid, ie.gid) == 0;
+      if (!chowned) chown_failed_ = true;
+    }
+    for (const auto& [n, v] : ie.xattrs) {
+      // user.* as written; security.capability only where we may (root); others are recorded only.
+      if (n.rfind("user.", 0) == 0 || n == "security.capability") fsetxattr(fd, n.c_str(), v.data(), v.size(), 0);
+    }
+    if (device || !chowned) {
+      if (device || ie.uid != 0 || ie.gid != 0) {
+        std::string ov = override_stat_value(ie);
+        if (fsetxattr(fd, "user.containers.override_stat", ov.data(), ov.size(), 0) != 0 && errno != ENOTSUP)
+          return sys_error("record override_stat");
+      }
+    }
+    if (fchmod(fd, device ? 0 : static_cast<mode_t>(ie.mode)) != 0) return sys_error("chmod");
+    struct timespec ts[2] = {{ie.mtime, 0}, {ie.mtime, 0}};
+    futimens(fd, ts);
+    return ok_status();
+  }
+
+  Status finish_path(int pfd, const std::string& name, const IndexEntry& ie) {
+    if (opt_.chown) fchownat(pfd, name.c_str(), ie.uid, ie.gid, AT_SYMLINK_NOFOLLOW);
+    if (fchmodat(pfd, name.c_str(), ie.mode, 0) != 0) return sys_error("chmod");
+    struct timespec ts[2] = {{ie.mtime, 0}, {ie.mtime, 0}};
+    utimensat(pfd, name.c_str(), ts, AT_SYMLINK_NOFOLLOW);
+    return ok_status();
+  }
+
+  Status hardlink(int pfd, const std::string& parent, const std::string& name, const std::string& target_raw,
+                  IndexEntry ie) {
+    if (!target_raw.empty() && target_raw[0] == '/') return Error{"hardlink to an absolute path refused"};
+    std::string target;
+    if (!normalize_relative(target_raw, target) || target.empty())
+      return Error{"hardlink to \"" + printable(target_raw) + "\" leaves the layer: refused"};
+    ie.type = EntryType::Hardlink;
+    ie.link = "/" + target;
+    size_t slash = target.rfind('/');
+    std::string tparent = slash == std::string::npos ? "" : target.substr(0, slash);
+    std::string tname = slash == std::string::npos ? target : target.substr(slash + 1);
+    auto tfd = open_beneath(root_, tparent, O_RDONLY | O_DIRECTORY | O_NOFOLLOW);
+    struct stat st;
+    bool here = tfd.ok() && fstatat(tfd->get(), tname.c_str(), &st, AT_SYMLINK_NOFOLLOW) == 0;
+    if (!tfd.ok() && tfd.error().sys_errno != ENOENT) return explain_parent(tparent, tfd.error());
+    if (here && S_ISDIR(st.st_mode)) return Error{"hardlink to a directory refused"};
+    if (ie.path == ie.link) return Error{"hardlink to itself"};
+    MOAT_TRY(clear(pfd, parent, name, false));
+    if (!here) {
+      // The target is in a lower layer: the store copies it in once the lowers are present.
+      pending_.push_back(ie);
+      record(ie);
+      return ok_status();
+    }
+    if (linkat(tfd->get(), tname.c_str(), pfd, name.c_str(), 0) != 0) return sys_error("create hardlink");
+    record(ie);
+    return ok_status();
+  }
+
+  int root_;
+  const UnpackOptions& opt_;
+  uint64_t entries_ = 0;
+  bool chown_failed_ = false;
+  std::vector<IndexEntry> index_;
+  std::unordered_map<std::string, size_t> pos_;
+  std::map<std::string, IndexEntry> dir_fix_;
+  std::optional<IndexEntry> root_fix_;
+  std::vector<IndexEntry> pending_;
+  Fd cached_;
+  std::string cached_path_;
+};
+
+}  // namespace
+
+Result<UnpackResult> unpack_layer(Reader& blob, const LayerDesc& expect, int diff_dirfd, const UnpackOptions& opt) {
+  Pipeline pipe(blob, expect.compression, opt);
+  MOAT_TRY(pipe.start());
+  PipeClient client{&pipe, std::nullopt};
+  std::unique_ptr<archive, ArchiveDeleter> a(archive_read_new());
+  archive_read_support_format_tar(a.get());
+  archive_read_support_format_gnutar(a.get());
+  if (archive_read_open(a.get(), &client, nullptr, pipe_read, nullptr) != ARCHIVE_OK) {
+    if (client.err) return *client.err;
+    return Error{std::string("not a tar archive: ") + archive_error_string(a.get())};
+  }
+  EntryWriter w(diff_dirfd, opt);
+  archive_entry* e;
+  uint64_t n = 0;
+  for (;;) {
+    int r = archive_read_next_header(a.get(), &e);
+    if (r == ARCHIVE_EOF) break;
+    if (r < ARCHIVE_WARN) {
+      if (client.err) return std::move(*client.err).context("after entry " + std::to_string(n));
+      return Error{"tar data is damaged after entry " + std::to_string(n) + ": " + archive_error_string(a.get())};
+    }
+    ++n;
+    const char* p = archive_entry_pathname(e);
+    std::string name = p ? p : "";
+    Status st = w.apply(a.get(), e, name);
+    if (!st) {
+      if (client.err) return std::move(*client.err).context("entry \"" + printable(name) + "\"");
+      return std::move(st).error().context("entry \"" + printable(name) + "\"");
+    }
+  }
+  MOAT_TRY(pipe.drain());
+  MOAT_TRY(w.finish());
+  UnpackResult res;
+  res.blob_digest = pipe.blob_digest();
+  res.diff_id = pipe.diff_id();
+  res.blob_size = pipe.blob_size();
+  res.tar_size = pipe.tar_size();
+  res.compression = pipe.compression();
+  res.entries = w.entries();
+  if (!expect.blob_digest.empty() && res.blob_digest != expect.blob_digest)
+    return Error{"blob does not match its digest " + expect.blob_digest + " (got " + res.blob_digest + ")"}.with_hint(
+        "the image was altered or damaged; fetch it again from a trusted source");
+  if (expect.size >= 0 && res.blob_size != static_cast<uint64_t>(expect.size))
+    return Error{"blob is " + std::to_string(res.blob_size) + " bytes, the manifest says " + std::to_string(expect.size)};
+  if (!expect.diff_id.empty() && res.diff_id != expect.diff_id)
+    return Error{"content does not match diff_id " + expect.diff_id + " from the config (got " + res.diff_id + ")"}
+        .with_hint("the image was altered or damaged; fetch it again from a trusted source");
+  res.index = w.take_index();
+  res.pending_links = w.take_pending();
+  return res;
+}
+
+Result<UnpackResult> import_rootfs(const std::string& path, int diff_dirfd, const UnpackOptions& opt) {
+  std::unique_ptr<archive, decltype(&archive_read_free)> a(archive_read_disk_new(), archive_read_free);
+  archive_read_disk_set_symlink_physical(a.get());
+  // No owner-name lookups: the host's user database says nothing about the tree.
+  if (archive_read_disk_open(a.get(), path.c_str()) != ARCHIVE_OK)
+    return Error{"cannot read " + path + ": " + archive_error_string(a.get())};
+  EntryWriter w(diff_dirfd, opt);
+  Sha256 content;
+  std::unique_ptr<archive_entry, decltype(&archive_entry_free)> e(archive_entry_new(), archive_entry_free);
+  for (;;) {
+    archive_entry_clear(e.get());
+    int r = archive_read_next_header2(a.get(), e.get());
+    if (r == ARCHIVE_EOF) break;
+    if (r < ARCHIVE_WARN) return Error{"reading " + path + ": " + archive_error_string(a.get())};
+    const char* p = archive_entry_pathname(e.get());
+    std::string full = p ? p : "";
+    std::string rel = full.size() > path.size() ? full.substr(path.size()) : "";
+    while (!rel.empty() && rel[0] == '/') rel.erase(0, 1);
+    archive_read_disk_descend(a.get());
+    // The disk reader names hardlinks by full path; make them relative to the tree.
+    if (const char* hl = archive_entry_hardlink(e.get())) {
+      std::string h = hl;
+      if (h.rfind(path, 0) == 0) h = h.substr(path.size());
+      while (!h.empty() && h[0] == '/') h.erase(0, 1);
+      archive_entry_copy_hardlink(e.get(), h.c_str());
+    }
+    std::string line = rel + "\t" + std::to_string(archive_entry_mode(e.get())) + "\t" +
+                       std::to_string(archive_entry_uid(e.get())) + ":" + std::to_string(archive_entry_gid(e.get())) +
+                       "\t" + std::to_string(archive_entry_size(e.get())) + "\n";
+    content.update(line.data(), line.size());
+    Status st = w.apply(a.get(), e.get(), rel);
+    if (!st) return std::move(st).error().context("\"" + printable(rel) + "\"");
+  }
+  MOAT_TRY(w.finish());
+  UnpackResult res;
+  res.index = w.take_index();
+  res.pending_links = w.take_pending();
+  res.entries = w.entries();
+  // Content digest: entry metadata plus each file's sha256, hashed from the written copy.
+  for (const auto& ie : res.index) {
+    if (ie.type != EntryType::File) continue;
+    auto fd = open_beneath(diff_dirfd, ie.path.substr(1), O_RDONLY | O_NOFOLLOW);
+    if (!fd) continue;
+    Sha256 f;
+    char buf[1 << 16];
+    ssize_t n;
+    while ((n = ::read(fd->get(), buf, sizeof buf)) > 0) f.update(buf, static_cast<size_t>(n));
+    std::string d = f.finish();
+    content.update(d.data(), d.size());
+    res.tar_size += ie.size;
+  }
+  res.diff_id = content.finish();
+  res.blob_digest = res.diff_id;
+  return res;
+}
+
+Status copy_from_lower(int dst_root, const IndexEntry& link, int src_root, const IndexEntry& src, bool chown) {
+  std::string rel = link.path.substr(1);
+  size_t slash = rel.rfind('/');
+  std::string parent = slash == std::string::npos ? "" : rel.substr(0, slash);
+  std::string name = slash == std::string::npos ? rel : rel.substr(slash + 1);
+  MOAT_ASSIGN_OR_RETURN(Fd pfd, open_beneath(dst_root, parent, O_RDONLY | O_DIRECTORY | O_NOFOLLOW));
+  MOAT_ASSIGN_OR_RETURN(Fd in, open_beneath(src_root, src.path.substr(1), O_RDONLY | O_NOFOLLOW | O_NONBLOCK));
+  struct stat st;
+  if (fstat(in.get(), &st) != 0 || !S_ISREG(st.st_mode)) return Error{"hardlink target is not a regular file"};
+  int out = openat(pfd.get(), name.c_str(), O_WRONLY | O_CREAT | O_EXCL | O_NOFOLLOW | O_CLOEXEC, 0600);
+  if (out < 0) return sys_error("create copy of hardlink target");
+  Fd owner(out);
+  char buf[1 << 16];
+  for (;;) {
+    ssize_t n = ::read(in.get(), buf, sizeof buf);
+    if (n < 0) return sys_error("read hardlink target");
+    if (n == 0) break;
+    if (::write(out, buf, static_cast<size_t>(n)) != n) return sys_error("write copy");
+  }
+  if (chown) fchown(out, src.uid, src.gid);
+  if (!chown && (src.uid != 0 || src.gid != 0)) {
+    std::string ov = override_stat_value(src);
+    fsetxattr(out, "user.containers.override_stat", ov.data(), ov.size(), 0);
+  }
+  for (const auto& [n, v] : src.xattrs)
+    if (n.rfind("user.", 0) == 0 || n == "security.capability") fsetxattr(out, n.c_str(), v.data(), v.size(), 0);
+  fchmod(out, src.mode);
+  return ok_status();
+}
+
+}  // namespace moat

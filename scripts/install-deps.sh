@@ -4,7 +4,7 @@
 set -euo pipefail
 
 PKGS=(
-  build-essential cmake pkg-config git
+  build-essential cmake ninja-build pkg-config git time
   libarchive-dev zlib1g-dev libzstd-dev libssl-dev nlohmann-json3-dev
   libtbb-dev libspdlog-dev libcli11-dev
   libgtest-dev libgmock-dev libbenchmark-dev

@@ -72,10 +72,10 @@ class Progress {
     std::fprintf(stderr, "\r\033[Kpulling: %s read", human_bytes(total_).c_str());
     dirty_ = true;
   }
+  // A line for --verbose: printed on a terminal or not, clearing the progress line first.
   void line(const std::string& s) {
-    if (!on_) return;
     std::lock_guard<std::mutex> g(mu_);
-    std::fprintf(stderr, "\r\033[K%s\n", s.c_str());
+    std::fprintf(stderr, on_ ? "\r\033[Kmoat: %s\n" : "moat: %s\n", s.c_str());
     dirty_ = false;
   }
   void done() {

@@ -1,0 +1,116 @@
+// The namespace session: a private user + mount namespace holding a read-only
+// overlay of an image's layers, owned by one helper process.
+//
+// Why a helper process: unshare(CLONE_NEWUSER) fails with EINVAL in a
+// multi-threaded process, and by the time moat knows which layers to mount it
+// has pulled them with oneTBB threads. So the CLI re-executes its own binary
+// (/proc/self/exe) as the hidden subcommand kSessionArg; that fresh process is
+// single-threaded when it unshares, and everything that needs the namespace
+// (the mount, the command of `moat mount`, later the filesystem checks) runs
+// in it. fork() without exec was rejected: the child of a threaded parent
+// inherits oneTBB's and malloc's state half-locked and could not use threads.
+//
+// Lifetime: the mount exists only in the helper's private mount namespace
+// (propagation made private first), on a tmpfs the helper mounts over
+// STORE/mnt. Nothing appears in the host's mount table, and when the last
+// process of the namespace exits -- normally or by SIGKILL at any moment --
+// the kernel tears it all down: there is nothing to clean up. The helper has
+// PR_SET_PDEATHSIG(SIGKILL), so killing moat kills it too.
+//
+// Protocol on a socketpair (one JSON object per line):
+//   parent -> helper  {"lowers":[...top first...],"target":DIR,"argv":[...]}
+//   helper -> parent  {"ev":"unshared"}            (or {"ev":"error",...})
+//   parent -> helper  {"map":"subuid"|"single"|"none"}  after running newuidmap/newgidmap
+//   helper -> parent  {"ev":"ready","root":DIR,"method":"fsconfig"|"mount",...}
+// then the helper either execs argv (cwd = the merged root, MOAT_ROOT set) or,
+// with an empty argv (the probe used by `moat scan`), stats the root, reports
+// {"ev":"probe",...} and exits 0.
+//
+// Test seams (documented in docs/mount.md):
+//   MOAT_TEST_DENY_USERNS=1|unshare  unshare(CLONE_NEWUSER) fails with EPERM
+//   MOAT_TEST_DENY_USERNS=idmap      the uid_map write fails with EPERM (AppArmor-like)
+//   MOAT_TEST_DENY_USERNS=mount      the overlay mount fails with EACCES (AppArmor-like)
+//   MOAT_TEST_LEGACY_MOUNT=1         use mount(2) with short names, as on kernels < 6.8
+#pragma once
+
+#include <sys/types.h>
+
+#include <cstdint>
+#include <string>
+#include <vector>
+
+#include "storage/fd.h"
+#include "storage/result.h"
+
+namespace moat {
+
+inline constexpr const char* kSessionArg = "__moat-session";
+// The kernel's overlayfs stacks at most this many lower layers (OVL_MAX_STACK).
+inline constexpr size_t kMaxOverlayLayers = 500;
+
+// One line of a uid_map/gid_map: `count` ids from `inside` map to `outside`.
+struct IdRange {
+  uint32_t inside = 0, outside = 0, count = 0;
+};
+
+struct IdMapPlan {
+  std::string kind;  // "subuid" (caller -> 0, subordinate range -> 1..N), "single" (caller -> 0), "none" (real root)
+  std::vector<IdRange> uids, gids;
+  std::string why;   // why not "subuid", for --verbose
+};
+
+// Decides the mapping for the calling user: subuid when newuidmap/newgidmap
+// exist and /etc/subuid and /etc/subgid give the user a range, else single.
+// Real root gets "none": it needs no user namespace, only a mount namespace.
+IdMapPlan plan_id_mapping();
+// Parses /etc/subuid-format text for `user` (name or numeric uid).
+std::vector<IdRange> parse_subid(const std::string& text, const std::string& user, uint32_t uid);
+
+struct SessionSpec {
+  std::vector<std::string> lowers;  // absolute layer diff dirs, bottom layer first (image order)
+  std::string target;               // an existing directory the session's tmpfs is mounted on
+  std::vector<std::string> argv;    // command to exec in the namespace; empty: probe and exit
+  bool verbose = false;
+};
+
+struct SessionReady {
+  std::string root;        // the merged tree (valid inside the namespace only)
+  std::string id_mapping;  // subuid | single | none
+  std::string method;      // fsconfig | mount
+  int64_t root_entries = -1;  // probe only: entries in the merged root
+};
+
+// The one owner of a helper process and, through it, of the namespace.
+class Session {
+ public:
+  // Starts the helper and returns once the overlay is mounted (the command,
+  // if any, is being exec'ed). Errors carry errno, the stage that failed and a
+  // hint saying how to enable the overlay path.
+  static Result<Session> start(const SessionSpec& spec);
+  Session(Session&& o) noexcept;
+  Session& operator=(Session&&) = delete;
+  Session(const Session&) = delete;
+  ~Session();  // kills and reaps a helper still running
+
+  const SessionReady& ready() const { return ready_; }
+  pid_t pid() const { return pid_; }
+  // Waits for the helper (or the command it became); returns its exit status,
+  // 128+N when killed by signal N.
+  Result<int> wait();
+
+ private:
+  Session() = default;
+  pid_t pid_ = -1;
+  Fd sock_;
+  SessionReady ready_;
+};
+
+// The helper's entry point: main() calls it when argv[1] == kSessionArg,
+// before anything else (and before any thread exists).
+int session_helper_main(int argc, char** argv);
+
+// Runs argv from the host (never from the image) with cwd `dir` and MOAT_ROOT
+// set; returns its exit status (128+N when killed by signal N).
+Result<int> run_command_in(const std::string& dir, const std::vector<std::string>& argv);
+
+}  // namespace moat

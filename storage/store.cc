@@ -310,6 +310,15 @@ Result<ImageRecord> Store::pull(const ImageSource& src, const PullOptions& opt, 
           discard_all();
           return std::move(st).error().context(d.reference + ": " + layer_name(i) + ": entry \"" + printable(link.path) + "\"");
         }
+        // The copy is a file of this layer now, with the lower file's metadata.
+        for (auto& e : it->second->result.index) {
+          if (e.path != link.path) continue;
+          std::string keep_path = e.path;
+          e = *src_e;
+          e.path = keep_path;
+          e.type = EntryType::File;
+          e.link.clear();
+        }
       }
     }
   }

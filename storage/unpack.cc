@@ -247,6 +247,8 @@ class EntryWriter {
         if (fsetxattr(pfd, "user.overlay.opaque", "y", 1, 0) != 0) return sys_error("mark directory opaque");
         ie.type = EntryType::Opaque;
         ie.path = "/" + parent;
+        ie.mode = 0;
+        ie.size = 0;
         record(ie);
         return ok_status();
       }
@@ -375,11 +377,13 @@ class EntryWriter {
   }
 
   void record(const IndexEntry& ie) {
-    auto it = pos_.find(ie.path);
+    // A directory and its opaque marker share a path: both are kept.
+    std::string key = ie.type == EntryType::Opaque ? "\x01opaque" + ie.path : ie.path;
+    auto it = pos_.find(key);
     if (it != pos_.end()) {
       index_[it->second] = ie;
     } else {
-      pos_[ie.path] = index_.size();
+      pos_[key] = index_.size();
       index_.push_back(ie);
     }
   }
@@ -400,11 +404,27 @@ class EntryWriter {
     return cached_.get();
   }
 
+  // Says which component of `parent` blocked the walk: a symlink (refused, never
+  // followed) or something that is not a directory.
   Error explain_parent(const std::string& parent, const Error& e) {
-    if (e.sys_errno == ELOOP || e.sys_errno == EXDEV)
-      return Error{"parent directory \"" + printable(parent) + "\" is a symlink: refused"};
-    if (e.sys_errno == ENOTDIR) return Error{"parent \"" + printable(parent) + "\" is not a directory"};
-    return Error{e.message, e.sys_errno};
+    if (e.sys_errno != ELOOP && e.sys_errno != EXDEV && e.sys_errno != ENOTDIR) return Error{e.message, e.sys_errno};
+    Fd cur(fcntl(root_, F_DUPFD_CLOEXEC, 0));
+    std::string sofar;
+    size_t i = 0;
+    while (i <= parent.size() && cur.valid()) {
+      size_t j = parent.find('/', i);
+      if (j == std::string::npos) j = parent.size();
+      std::string c = parent.substr(i, j - i);
+      sofar += (sofar.empty() ? "" : "/") + c;
+      struct stat st;
+      if (fstatat(cur.get(), c.c_str(), &st, AT_SYMLINK_NOFOLLOW) != 0) break;
+      if (S_ISLNK(st.st_mode))
+        return Error{"parent directory \"" + printable(sofar) + "\" is a symlink: refused (never followed)"};
+      if (!S_ISDIR(st.st_mode)) return Error{"parent \"" + printable(sofar) + "\" is not a directory"};
+      cur.reset(openat(cur.get(), c.c_str(), O_PATH | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC));
+      i = j + 1;
+    }
+    return Error{"parent \"" + printable(parent) + "\" cannot be used", e.sys_errno};
   }
 
   Status create_parents(const std::string& parent) {
@@ -551,6 +571,17 @@ class EntryWriter {
       return ok_status();
     }
     if (linkat(tfd->get(), tname.c_str(), pfd, name.c_str(), 0) != 0) return sys_error("create hardlink");
+    // A hardlink shares its target's inode: the index says what that inode is,
+    // whatever the link's own header claims.
+    if (auto it = pos_.find(ie.link); it != pos_.end()) {
+      const IndexEntry& t = index_[it->second];
+      ie.mode = t.mode;
+      ie.uid = t.uid;
+      ie.gid = t.gid;
+      ie.size = t.size;
+      ie.mtime = t.mtime;
+      ie.xattrs = t.xattrs;
+    }
     record(ie);
     return ok_status();
   }

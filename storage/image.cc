@@ -198,7 +198,9 @@ Status load_manifest(ImageDesc& d, BlobTree& tree, Descriptor desc, BlobPath pat
   for (int depth = 0; depth < 4; ++depth) {
     std::string hex = digest_hex(desc.digest);
     std::string path = path_of(hex);
-    if (skopeo_dir_instances && depth > 0) path = hex + ".manifest.json";
+    // skopeo's dir: files every instance of a list as <hex>.manifest.json; the
+    // first descriptor seen here is already one (the list itself is manifest.json).
+    if (skopeo_dir_instances) path = hex + ".manifest.json";
     MOAT_ASSIGN_OR_RETURN(std::string bytes, read_verified(tree, path, desc.digest, desc.size, limits, "manifest " + desc.digest));
     MOAT_ASSIGN_OR_RETURN(json doc, parse_json(bytes, "manifest " + desc.digest));
     switch (doc_kind(desc.media_type, doc)) {

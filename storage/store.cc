@@ -88,21 +88,23 @@ struct Work {
   UnpackResult result;
 };
 
-// Finds the lower-layer file a pending hardlink points at, honouring whiteouts
-// and opaque directories of the layers in between.
+// Finds what the lower layers show at `target` (a file for a pending hardlink,
+// a directory for an implicit parent), honouring whiteouts and opaque
+// directories of the layers in between.
 const IndexEntry* find_in_lowers(const std::string& target,
                                  const std::vector<const std::unordered_map<std::string, const IndexEntry*>*>& lowers,
-                                 size_t* which) {
+                                 size_t* which, bool want_dir = false) {
   for (size_t k = lowers.size(); k-- > 0;) {
     const auto& m = *lowers[k];
     auto it = m.find(target);
     if (it != m.end()) {
       const IndexEntry* e = it->second;
-      if (e->type == EntryType::File || e->type == EntryType::Hardlink) {
+      bool match = want_dir ? e->type == EntryType::Dir : (e->type == EntryType::File || e->type == EntryType::Hardlink);
+      if (match) {
         *which = k;
         return e;
       }
-      return nullptr;  // a whiteout, directory or symlink hides anything below
+      return nullptr;  // anything else (a whiteout, a symlink...) hides what is below
     }
     // An opaque or whited-out ancestor in this layer hides everything below it.
     std::string p = target;
@@ -214,6 +216,7 @@ Result<ImageRecord> Store::pull(const ImageSource& src, const PullOptions& opt, 
     }
     // Leftovers of a killed unpack of this layer: we hold its lock, nobody else writes them.
     if (DIR* dir = fdopendir(fcntl(tmp_fd.get(), F_DUPFD_CLOEXEC, 0))) {
+      rewinddir(dir);  // the dup shares tmp_fd's offset, left at the end by the previous layer's scan
       std::vector<std::string> stale;
       while (dirent* e = readdir(dir))
         if (std::string(e->d_name).rfind(hex + ".", 0) == 0) stale.push_back(e->d_name);
@@ -270,7 +273,7 @@ Result<ImageRecord> Store::pull(const ImageSource& src, const PullOptions& opt, 
   std::map<std::string, Work*> work_by_hex;
   for (auto& w : work) work_by_hex[w->hex] = w.get();
   bool any_pending = false;
-  for (auto& w : work) any_pending |= !w->result.pending_links.empty();
+  for (auto& w : work) any_pending |= !w->result.pending_links.empty() || !w->result.implicit_dirs.empty();
   if (any_pending) {
     for (size_t i = 0; i < d.layers.size(); ++i) {
       std::string hex = digest_hex(d.layers[i].diff_id);
@@ -318,6 +321,29 @@ Result<ImageRecord> Store::pull(const ImageSource& src, const PullOptions& opt, 
           e.path = keep_path;
           e.type = EntryType::File;
           e.link.clear();
+        }
+      }
+      // Parents the tar did not list take the lower directory's attributes,
+      // children before parents (a 0000 parent is closed last).
+      const auto& implicit = it->second->result.implicit_dirs;
+      for (auto p = implicit.rbegin(); p != implicit.rend(); ++p) {
+        size_t which = 0;
+        const IndexEntry* lower = find_in_lowers(*p, lowers, &which, true);
+        Status st;
+        if (lower) {
+          st = apply_lower_dir(roots[i], *p, *lower, geteuid() == 0);
+        } else {
+          // No lower has it: it is a new 0755 root directory, as docker makes it; say so in the index.
+          IndexEntry made;
+          made.path = *p;
+          made.type = EntryType::Dir;
+          made.mode = 0755;
+          auto& idx = it->second->result.index;  // before its children, as a tar would list it
+          idx.insert(idx.begin(), made);
+        }
+        if (!st) {
+          discard_all();
+          return std::move(st).error().context(d.reference + ": " + layer_name(i) + ": directory \"" + printable(*p) + "\"");
         }
       }
     }

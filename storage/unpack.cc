@@ -14,6 +14,7 @@
 #include <cstring>
 #include <map>
 #include <optional>
+#include <set>
 #include <memory>
 #include <unordered_map>
 
@@ -227,7 +228,12 @@ class EntryWriter {
     const void* xv;
     size_t xs;
     while (archive_entry_xattr_next(e, &xn, &xv, &xs) == ARCHIVE_OK) {
-      if (xn && keep_xattr(xn)) ie.xattrs.emplace_back(xn, std::string(static_cast<const char*>(xv), xs));
+      if (!xn || !keep_xattr(xn)) continue;
+      // libarchive-written tars carry each xattr twice (LIBARCHIVE.xattr and SCHILY.xattr): the last one wins.
+      std::string v(static_cast<const char*>(xv), xs);
+      auto same = std::find_if(ie.xattrs.begin(), ie.xattrs.end(), [&](const auto& p) { return p.first == xn; });
+      if (same != ie.xattrs.end()) same->second = std::move(v);
+      else ie.xattrs.emplace_back(xn, std::move(v));
     }
 
     if (rel.empty()) {  // the layer's root directory itself
@@ -292,6 +298,7 @@ class EntryWriter {
           return Error{"directory was replaced while unpacking"};
         // Its final mode comes after its contents are written (a 0500 dir stays writable until then).
         dir_fix_[rel] = ie;
+        implicit_.erase(rel);
         break;
       }
       case AE_IFLNK: {
@@ -369,6 +376,11 @@ class EntryWriter {
     return out;
   }
   std::vector<IndexEntry> take_pending() { return std::move(pending_); }
+  std::vector<std::string> take_implicit() {
+    std::vector<std::string> out;
+    for (const auto& rel : implicit_) out.push_back("/" + rel);
+    return out;
+  }
   uint64_t entries() const { return entries_; }
 
  private:
@@ -439,12 +451,15 @@ class EntryWriter {
       int fd = openat(cur.get(), c.c_str(), O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
       if (fd < 0 && errno == ENOENT) {
         if (mkdirat(cur.get(), c.c_str(), 0700) != 0) return sys_error("create directory \"" + printable(sofar) + "\"");
+        // Not in the tar: the store gives it the attributes of the lower layer's
+        // directory once the lowers are present (see Store::pull), and the index
+        // does not record it, since it says only what the tar said.
         IndexEntry d;
         d.path = "/" + sofar;
         d.type = EntryType::Dir;
         d.mode = 0755;
         dir_fix_[sofar] = d;
-        record(d);
+        implicit_.insert(sofar);
         fd = openat(cur.get(), c.c_str(), O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
       }
       if (fd < 0) return explain_parent(sofar, sys_error("open"));
@@ -475,7 +490,10 @@ class EntryWriter {
       }
       std::string rel = prefix.substr(1);
       for (auto it = dir_fix_.begin(); it != dir_fix_.end();) {
-        if (it->first == rel || it->first.rfind(rel + "/", 0) == 0) it = dir_fix_.erase(it);
+        if (it->first == rel || it->first.rfind(rel + "/", 0) == 0) {
+          implicit_.erase(it->first);
+          it = dir_fix_.erase(it);
+        }
         else ++it;
       }
       if (cached_path_ == rel || cached_path_.rfind(rel + "/", 0) == 0) {
@@ -595,6 +613,7 @@ class EntryWriter {
   std::map<std::string, IndexEntry> dir_fix_;
   std::optional<IndexEntry> root_fix_;
   std::vector<IndexEntry> pending_;
+  std::set<std::string> implicit_;  // parents created because the tar had no entry for them
   Fd cached_;
   std::string cached_path_;
 };
@@ -650,6 +669,7 @@ Result<UnpackResult> unpack_layer(Reader& blob, const LayerDesc& expect, int dif
         .with_hint("the image was altered or damaged; fetch it again from a trusted source");
   res.index = w.take_index();
   res.pending_links = w.take_pending();
+  res.implicit_dirs = w.take_implicit();
   return res;
 }
 
@@ -662,6 +682,10 @@ Result<UnpackResult> import_rootfs(const std::string& path, int diff_dirfd, cons
   EntryWriter w(diff_dirfd, opt);
   Sha256 content;
   std::unique_ptr<archive_entry, decltype(&archive_entry_free)> e(archive_entry_new(), archive_entry_free);
+  std::unique_ptr<archive_entry_linkresolver, decltype(&archive_entry_linkresolver_free)> links(
+      archive_entry_linkresolver_new(), archive_entry_linkresolver_free);
+  // Tar's strategy: the first name carries the data, later names link to it (never deferred).
+  archive_entry_linkresolver_set_strategy(links.get(), ARCHIVE_FORMAT_TAR_PAX_RESTRICTED);
   for (;;) {
     archive_entry_clear(e.get());
     int r = archive_read_next_header2(a.get(), e.get());
@@ -672,6 +696,11 @@ Result<UnpackResult> import_rootfs(const std::string& path, int diff_dirfd, cons
     std::string rel = full.size() > path.size() ? full.substr(path.size()) : "";
     while (!rel.empty() && rel[0] == '/') rel.erase(0, 1);
     archive_read_disk_descend(a.get());
+    // The disk reader reports every name of a multiply-linked file as a file:
+    // the resolver turns the second and later names into hardlinks to the first.
+    archive_entry* linked = e.get();
+    archive_entry* spare = nullptr;
+    archive_entry_linkify(links.get(), &linked, &spare);
     // The disk reader names hardlinks by full path; make them relative to the tree.
     if (const char* hl = archive_entry_hardlink(e.get())) {
       std::string h = hl;
@@ -709,13 +738,66 @@ Result<UnpackResult> import_rootfs(const std::string& path, int diff_dirfd, cons
   return res;
 }
 
+// Rootless, a lower layer's file may deny its own owner: a 0000 /etc/shadow, or
+// a file under a 0000/0500 directory (the unpacker owns them all, but without
+// CAP_DAC_OVERRIDE the modes apply). Opens such a file by adding the owner's
+// read (and search, for directories) bits along the path for the moment of the
+// open, then puts every mode back. Only entries the caller owns are touched,
+// never through a symlink (each component is checked with AT_SYMLINK_NOFOLLOW).
+static Result<Fd> open_lower_owned(int src_root, const std::string& rel) {
+  struct Undo {
+    Fd dir;
+    std::string name;
+    mode_t mode;
+  };
+  std::vector<Undo> undo;
+  Fd cur(fcntl(src_root, F_DUPFD_CLOEXEC, 0));
+  size_t i = 0;
+  while (cur.valid() && i <= rel.size()) {
+    size_t j = rel.find('/', i);
+    bool last = j == std::string::npos;
+    if (last) j = rel.size();
+    std::string c = rel.substr(i, j - i);
+    struct stat st;
+    if (fstatat(cur.get(), c.c_str(), &st, AT_SYMLINK_NOFOLLOW) != 0) break;
+    mode_t need = last ? S_IRUSR : (S_IRUSR | S_IXUSR);
+    bool kind_ok = last ? S_ISREG(st.st_mode) : S_ISDIR(st.st_mode);
+    if (!kind_ok) break;
+    if (st.st_uid == geteuid() && (st.st_mode & need) != need &&
+        fchmodat(cur.get(), c.c_str(), (st.st_mode & 07777) | need, 0) == 0)
+      undo.push_back({Fd(fcntl(cur.get(), F_DUPFD_CLOEXEC, 0)), c, static_cast<mode_t>(st.st_mode & 07777)});
+    if (last) break;
+    cur.reset(openat(cur.get(), c.c_str(), O_PATH | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC));
+    i = j + 1;
+  }
+  auto r = open_beneath(src_root, rel, O_RDONLY | O_NOFOLLOW | O_NONBLOCK);
+  for (auto it = undo.rbegin(); it != undo.rend(); ++it) fchmodat(it->dir.get(), it->name.c_str(), it->mode, 0);
+  return r;
+}
+
+Status apply_lower_dir(int root, const std::string& path, const IndexEntry& lower, bool chown) {
+  MOAT_ASSIGN_OR_RETURN(Fd fd, open_beneath(root, path.substr(1), O_RDONLY | O_DIRECTORY | O_NOFOLLOW));
+  bool chowned = chown && fchown(fd.get(), lower.uid, lower.gid) == 0;
+  if (!chowned && (lower.uid != 0 || lower.gid != 0)) {
+    std::string ov = override_stat_value(lower);
+    if (fsetxattr(fd.get(), "user.containers.override_stat", ov.data(), ov.size(), 0) != 0 && errno != ENOTSUP)
+      return sys_error("record override_stat");
+  }
+  if (fchmod(fd.get(), lower.mode) != 0) return sys_error("chmod");
+  struct timespec ts[2] = {{lower.mtime, 0}, {lower.mtime, 0}};
+  futimens(fd.get(), ts);
+  return ok_status();
+}
+
 Status copy_from_lower(int dst_root, const IndexEntry& link, int src_root, const IndexEntry& src, bool chown) {
   std::string rel = link.path.substr(1);
   size_t slash = rel.rfind('/');
   std::string parent = slash == std::string::npos ? "" : rel.substr(0, slash);
   std::string name = slash == std::string::npos ? rel : rel.substr(slash + 1);
   MOAT_ASSIGN_OR_RETURN(Fd pfd, open_beneath(dst_root, parent, O_RDONLY | O_DIRECTORY | O_NOFOLLOW));
-  MOAT_ASSIGN_OR_RETURN(Fd in, open_beneath(src_root, src.path.substr(1), O_RDONLY | O_NOFOLLOW | O_NONBLOCK));
+  auto opened = open_beneath(src_root, src.path.substr(1), O_RDONLY | O_NOFOLLOW | O_NONBLOCK);
+  if (!opened && opened.error().sys_errno == EACCES) opened = open_lower_owned(src_root, src.path.substr(1));
+  MOAT_ASSIGN_OR_RETURN(Fd in, std::move(opened));
   struct stat st;
   if (fstat(in.get(), &st) != 0 || !S_ISREG(st.st_mode)) return Error{"hardlink target is not a regular file"};
   int out = openat(pfd.get(), name.c_str(), O_WRONLY | O_CREAT | O_EXCL | O_NOFOLLOW | O_CLOEXEC, 0600);
@@ -736,6 +818,8 @@ Status copy_from_lower(int dst_root, const IndexEntry& link, int src_root, const
   for (const auto& [n, v] : src.xattrs)
     if (n.rfind("user.", 0) == 0 || n == "security.capability") fsetxattr(out, n.c_str(), v.data(), v.size(), 0);
   fchmod(out, src.mode);
+  struct timespec ts[2] = {{src.mtime, 0}, {src.mtime, 0}};  // the image's time, as for every other file
+  futimens(out, ts);
   return ok_status();
 }
 

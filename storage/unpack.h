@@ -53,6 +53,7 @@ struct UnpackResult {
   Compression compression = Compression::Unknown;
   std::vector<IndexEntry> index;
   std::vector<IndexEntry> pending_links;  // hardlinks to files of lower layers, to be copied
+  std::vector<std::string> implicit_dirs; // parents the tar did not list (made 0755), sorted
 };
 
 // Unpacks `blob` into `diff_dirfd` (an empty directory) and verifies it against
@@ -67,6 +68,11 @@ Result<UnpackResult> import_rootfs(const std::string& path, int diff_dirfd, cons
 
 // Materializes a hardlink whose target lives in a lower layer as a copy:
 // `src_root` is that layer's diff/, `src` its index entry for the target.
+// Gives a directory the tar did not list (a parent made implicitly) the
+// attributes of the lower layer's directory at the same path, so the kernel's
+// merged view shows what applying the layer onto its lowers would.
+Status apply_lower_dir(int root, const std::string& path, const IndexEntry& lower, bool chown);
+
 Status copy_from_lower(int dst_root, const IndexEntry& link, int src_root, const IndexEntry& src, bool chown);
 
 }  // namespace moat

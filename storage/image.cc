@@ -271,7 +271,8 @@ Status open_oci_layout(ImageDesc& d, BlobTree& tree, const Reference& ref, const
     if (all.size() == 1) chosen = all[0];
     else
       return Error{"the layout holds " + std::to_string(all.size()) + " images; name one (tags: " +
-                   (tags.empty() ? "none" : tags) + ")"}.with_hint("add :TAG to the reference, e.g. oci:" + ref.path + ":latest");
+                   (tags.empty() ? "none" : tags) + ")"}.with_hint("add :TAG to the reference" +
+                   (tags.empty() ? std::string() : ", e.g. oci:" + ref.path + ":" + tags.substr(0, tags.find(','))));
   }
   if (!chosen)
     return Error{"no image tagged \"" + ref.tag + "\" (tags: " + (tags.empty() ? "none" : tags) + ")"};
@@ -314,7 +315,9 @@ Status open_docker_archive(ImageDesc& d, BlobTree& tree, const Reference& ref, c
     } catch (...) {
       return Error{"\"" + ref.tag + "\" is not an image index"};
     }
-    if (idx >= m.size()) return Error{"the archive has no image @" + std::to_string(idx)};
+    if (idx >= m.size())
+      return Error{"the archive has no image @" + std::to_string(idx) + ": it holds " + std::to_string(m.size()) +
+                   " (@0 to @" + std::to_string(m.size() - 1) + ")"};
     chosen = &m[idx];
   } else {
     for (const auto& e : m) {

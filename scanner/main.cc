@@ -16,6 +16,9 @@
 #include <mutex>
 #include <nlohmann/json.hpp>
 
+#include "scanner/mount_cmd.h"
+#include "scanner/namespace.h"
+#include "rules/secrets/cli.h"
 #include "scanner/report.h"
 #include "storage/fsutil.h"
 #include "storage/image.h"
@@ -114,7 +117,7 @@ Result<ImageRecord> pull_image(const std::string& image, const Common& o, Store&
 }
 
 int cmd_scan(const std::string& image, const Common& o, const std::string& format, const std::string& output,
-             const std::string& fail_on) {
+             const std::string& fail_on, const std::string& mount_mode) {
   auto t0 = std::chrono::steady_clock::now();
   static const char* severities[] = {"critical", "high", "medium", "low", "info", "none"};
   bool sev_ok = false;
@@ -129,7 +132,11 @@ int cmd_scan(const std::string& image, const Common& o, const std::string& forma
   Report r;
   r.reference = rec->names.empty() ? image : parse_reference(image).ok() ? parse_reference(image)->text : image;
   r.image = *rec;
-  r.scan.rootless = geteuid() != 0;
+  r.scan.rootless = geteuid() != 0 || in_moat_userns();
+  auto mounted = run_scan_mount(*store, *rec, mount_mode, o.quiet, o.verbose);  // scanner/mount_cmd.h
+  if (!mounted) return report_error(image, mounted.error());
+  r.scan.mode = mounted->mode;
+  r.scan.id_mapping = mounted->id_mapping;
   r.scan.duration_ms =
       std::chrono::duration_cast<std::chrono::milliseconds>(std::chrono::steady_clock::now() - t0).count();
   std::string text;
@@ -217,6 +224,13 @@ int cmd_rm(const std::string& image, const Common& o) {
   if (!lock) return report_error("", lock.error());
   auto img = store->find_image(image);
   if (!img) return report_error("", img.error());
+  // By one of several names: only that name goes. By id or by its last name: the image goes.
+  auto untagged = store->untag(*img, image);
+  if (!untagged) return report_error("", untagged.error());
+  if (*untagged) {
+    std::printf("untagged %s (image %s keeps its other names)\n", image.c_str(), img->id.substr(0, 12).c_str());
+    return kExitClean;
+  }
   auto removed = store->remove_image(*img);
   if (!removed) return report_error("", removed.error());
   std::printf("removed image %s (%zu layers no longer used)\n", img->id.substr(0, 12).c_str(), removed->size());
@@ -253,6 +267,9 @@ int run(int argc, char** argv) {
                    "(critical, high, medium, low, info, none)")->capture_default_str();
   add_common(scan, common);
   add_pull_options(scan, common);
+  std::string mount_mode = "auto";
+  scan->add_option("--mount", mount_mode, "How to see the merged image: auto (overlay, else userspace), overlay, userspace")
+      ->check(CLI::IsMember({"auto", "overlay", "userspace"}))->capture_default_str();
 
   auto* img = app.add_subcommand("image", "Manage the local layer store");
   img->require_subcommand(1);
@@ -270,8 +287,41 @@ int run(int argc, char** argv) {
   auto* prune = img->add_subcommand("prune", "Remove layers no image uses and leftovers of interrupted pulls");
   add_common(prune, common);
 
+  MountCmdOptions mount_opts;  // scanner/mount_cmd.h
+  auto* mnt = app.add_subcommand("mount", "Mount an image read-only in a user namespace and run CMD (default $SHELL) "
+                                          "with the merged tree as its working directory");
+  mnt->add_option("IMAGE", image, "The image to mount (pulled if missing); then -- CMD [ARG...]")->required();
+  mnt->add_option("--mount", mount_mode, "auto (overlay, else userspace), overlay, userspace")
+      ->check(CLI::IsMember({"auto", "overlay", "userspace"}))->capture_default_str();
+  add_common(mnt, common);
+  add_pull_options(mnt, common);
+
+  secrets::RulesOptions rules_opts;
+  auto* rules = app.add_subcommand("rules", "List the secret rules, or compile and self-test every rule");
+  rules->require_subcommand(1);
+  auto add_rules_opts = [&](CLI::App* c) {
+    c->add_option("--rules", rules_opts.rule_dirs, "Add the rule files of DIR (repeatable; an id of a built-in rule replaces it)");
+    c->add_option("--disable", rules_opts.disabled, "Disable the rule with this id (repeatable)");
+    c->add_flag("!--no-builtin", rules_opts.builtin, "Only the rules given with --rules");
+  };
+  auto* rules_list = rules->add_subcommand("list", "List every enabled rule");
+  rules_list->add_flag("--json", rules_opts.json, "Print JSON, with the patterns");
+  add_rules_opts(rules_list);
+  auto* rules_check = rules->add_subcommand("check", "Compile every rule; every example must match, every negative example must not");
+  add_rules_opts(rules_check);
+
   auto* version = app.add_subcommand("version", "Print the version");
 
+  // `moat mount IMAGE -- CMD...`: CMD is split off before CLI11 sees it (CLI11
+  // would rewrite an argument like "[ -f x ]"), so it reaches the command byte for byte.
+  if (argc > 1 && std::string(argv[1]) == "mount") {
+    for (int i = 2; i < argc; ++i)
+      if (std::string(argv[i]) == "--") {
+        mount_opts.argv.assign(argv + i + 1, argv + argc);
+        argc = i;
+        break;
+      }
+  }
   try {
     app.parse(argc, argv);
   } catch (const CLI::CallForHelp& e) {
@@ -279,15 +329,32 @@ int run(int argc, char** argv) {
   } catch (const CLI::CallForAllHelp& e) {
     return app.exit(e);
   } catch (const CLI::ParseError& e) {
-    app.exit(e);
-    return kExitFailed;  // a usage error is a failed scan, never 0 or 1
+    // A usage error is a failed scan: exit 2, never 0 or 1.
+    std::string what = e.what();
+    bool known = false;
+    for (const CLI::App* sub : app.get_subcommands([](CLI::App*) { return true; }))
+      known |= argc > 1 && sub->get_name() == argv[1];
+    if (argc > 1 && argv[1][0] != '-' && !known) what = std::string("unknown command \"") + argv[1] + "\"";
+    std::string more = known ? std::string(" or `moat ") + argv[1] + " --help`" : "";
+    std::fprintf(stderr, "moat: error: %s\nmoat: hint: see `moat --help`%s\n", what.c_str(), more.c_str());
+    return kExitFailed;
   }
 
+  if (*rules_list) return secrets::rules_list(rules_opts, std::cout, std::cerr);
+  if (*rules_check) return secrets::rules_check(rules_opts, std::cout, std::cerr);
   if (*version) {
     std::printf("moat %s\n", MOAT_VERSION);
     return kExitClean;
   }
-  if (*scan) return cmd_scan(image, common, format, output, fail_on);
+  if (*scan) return cmd_scan(image, common, format, output, fail_on, mount_mode);
+  if (*mnt) {
+    mount_opts.image = image;
+    mount_opts.mode = mount_mode;
+    mount_opts.store_dir = common.store;
+    mount_opts.quiet = common.quiet;
+    mount_opts.verbose = common.verbose;
+    return cmd_mount(mount_opts, [&](Store& s) { return pull_image(image, common, s); });
+  }
   if (*pull) return cmd_pull(image, common);
   if (*ls) return cmd_ls(common, ls_json);
   if (*rm) return cmd_rm(image, common);
@@ -300,6 +367,10 @@ int run(int argc, char** argv) {
 
 int main(int argc, char** argv) {
   umask(077);
+  // The namespace helper (scanner/namespace.h): a fresh process, before any thread exists.
+  if (argc > 1 && std::string(argv[1]) == moat::kSessionArg) return moat::session_helper_main(argc, argv);
+  // MOAT_USERNS_STORE=1: the whole command runs as root of a subuid user namespace (true owners on disk).
+  if (auto rc = moat::maybe_reexec_in_userns(argc, argv)) return *rc;
   try {
     return moat::run(argc, argv);
   } catch (const std::exception& e) {

@@ -23,19 +23,26 @@
 //   parent -> helper  {"map":"subuid"|"single"|"none"}  after running newuidmap/newgidmap
 //   helper -> parent  {"ev":"ready","root":DIR,"method":"fsconfig"|"mount",...}
 // then the helper either execs argv (cwd = the merged root, MOAT_ROOT set) or,
-// with an empty argv (the probe used by `moat scan`), stats the root, reports
-// {"ev":"probe",...} and exits 0.
+// with an empty argv (`moat scan`), reports {"ev":"probe","entries":N}, hands
+// an O_DIRECTORY fd of the merged root to the parent (SCM_RIGHTS, with one
+// byte) and keeps the namespace alive until the parent closes the socket.
+// The parent walks the overlay through that fd with its own host credentials:
+// it reads what the caller owns (the whole store, unless a mode like 0000
+// locks the owner out) but has no capability over it.
 //
 // Test seams (documented in docs/mount.md):
 //   MOAT_TEST_DENY_USERNS=1|unshare  unshare(CLONE_NEWUSER) fails with EPERM
 //   MOAT_TEST_DENY_USERNS=idmap      the uid_map write fails with EPERM (AppArmor-like)
 //   MOAT_TEST_DENY_USERNS=mount      the overlay mount fails with EACCES (AppArmor-like)
 //   MOAT_TEST_LEGACY_MOUNT=1         use mount(2) with short names, as on kernels < 6.8
+// Set by moat itself: MOAT_IN_USERNS=subuid in a command re-executed by
+// maybe_reexec_in_userns (below).
 #pragma once
 
 #include <sys/types.h>
 
 #include <cstdint>
+#include <optional>
 #include <string>
 #include <vector>
 
@@ -69,15 +76,16 @@ std::vector<IdRange> parse_subid(const std::string& text, const std::string& use
 struct SessionSpec {
   std::vector<std::string> lowers;  // absolute layer diff dirs, bottom layer first (image order)
   std::string target;               // an existing directory the session's tmpfs is mounted on
-  std::vector<std::string> argv;    // command to exec in the namespace; empty: probe and exit
+  std::vector<std::string> argv;    // command to exec in the namespace; empty: hand over the root fd
   bool verbose = false;
+  bool mount = true;  // false: only the user namespace (for reexec_in_userns), cwd kept
 };
 
 struct SessionReady {
   std::string root;        // the merged tree (valid inside the namespace only)
   std::string id_mapping;  // subuid | single | none
   std::string method;      // fsconfig | mount
-  int64_t root_entries = -1;  // probe only: entries in the merged root
+  int64_t root_entries = -1;  // no-command sessions: entries in the merged root
 };
 
 // The one owner of a helper process and, through it, of the namespace.
@@ -88,22 +96,39 @@ class Session {
   // hint saying how to enable the overlay path.
   static Result<Session> start(const SessionSpec& spec);
   Session(Session&& o) noexcept;
-  Session& operator=(Session&&) = delete;
+  Session& operator=(Session&& o) noexcept;  // ends the session it held, then takes o's
   Session(const Session&) = delete;
   ~Session();  // kills and reaps a helper still running
 
   const SessionReady& ready() const { return ready_; }
+  // Sessions without a command: the merged root, usable until wait(). To read
+  // it as a directory stream, openat(root_fd(), ".") first: a dup shares its offset.
+  int root_fd() const { return root_fd_.get(); }
   pid_t pid() const { return pid_; }
   // Waits for the helper (or the command it became); returns its exit status,
-  // 128+N when killed by signal N.
+  // 128+N when killed by signal N. Ends a no-command session (closes root_fd).
   Result<int> wait();
 
  private:
   Session() = default;
+  void end();  // kills and reaps a helper still running
   pid_t pid_ = -1;
   Fd sock_;
+  Fd root_fd_;
   SessionReady ready_;
 };
+
+// Opt-in store with true owners (MOAT_USERNS_STORE=1), as rootless podman
+// keeps its storage: the whole moat command is re-executed as root of a user
+// namespace with the subuid mapping, so unpacking gives files their real
+// owners on disk (within the range) and `moat mount` shows them. Every moat
+// command on such a store must run the same way (rm/prune outside it would
+// meet files owned by subordinate ids). Returns the re-executed command's exit
+// status, or nullopt when it does not apply (not asked for, already inside,
+// real root, no subuid range) -- then main() just carries on.
+std::optional<int> maybe_reexec_in_userns(int argc, char** argv);
+// True inside a namespace made by maybe_reexec_in_userns (euid 0 there is not host root).
+bool in_moat_userns();
 
 // The helper's entry point: main() calls it when argv[1] == kSessionArg,
 // before anything else (and before any thread exists).

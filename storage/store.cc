@@ -548,6 +548,19 @@ Result<ImageRecord> Store::find_image(const std::string& name_or_id) const {
   return *hits[0];
 }
 
+Result<bool> Store::untag(const ImageRecord& img, const std::string& name) {
+  std::string canonical = name;
+  if (auto ref = parse_reference(name)) canonical = ref->text;
+  ImageRecord rec = img;
+  auto it = std::find_if(rec.names.begin(), rec.names.end(),
+                         [&](const std::string& n) { return n == name || n == canonical; });
+  if (it == rec.names.end() || rec.names.size() < 2) return false;
+  rec.names.erase(it);
+  MOAT_ASSIGN_OR_RETURN(FileLock lk, FileLock::acquire(root_ + "/images.lock", true));
+  MOAT_TRY(save_image(rec));
+  return true;
+}
+
 Result<std::vector<std::string>> Store::remove_image(const ImageRecord& img) {
   if (unlink((root_ + "/images/" + img.id + ".json").c_str()) != 0 && errno != ENOENT)
     return sys_error("remove image record " + img.id);

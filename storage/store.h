@@ -90,6 +90,9 @@ class Store {
   Result<std::vector<LayerInfo>> layers() const;
   // By reference text (as given or canonical) or by a unique prefix of the id.
   Result<ImageRecord> find_image(const std::string& name_or_id) const;
+  // Removes `name` from an image that has other names too (as `podman rmi` untags);
+  // false when it is not one of several names. Caller holds lock_exclusive().
+  Result<bool> untag(const ImageRecord& img, const std::string& name);
   // Removes the record, then every layer no remaining image uses. Caller holds lock_exclusive().
   Result<std::vector<std::string>> remove_image(const ImageRecord& img);
   // Removes layers no image uses and leftovers of interrupted unpacks. Caller holds lock_exclusive().

@@ -1,0 +1,679 @@
+// The two-stage secret engine. See engine.h for the design and what was rejected.
+#include "rules/secrets/engine.h"
+
+#include "storage/fd.h"
+
+#include <hs/hs.h>
+#include <openssl/evp.h>
+#include <re2/re2.h>
+#include <tbb/enumerable_thread_specific.h>
+#include <fcntl.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include <algorithm>
+#include <array>
+#include <cerrno>
+#include <cmath>
+#include <cctype>
+#include <cstring>
+#include <utility>
+
+#if defined(__SSE2__)
+#include <emmintrin.h>
+#endif
+
+namespace moat::secrets {
+namespace {
+
+constexpr size_t kChunk = 64 * 1024;
+// Context kept on each side of a candidate window: enough for RE2 to see the
+// bytes around a match (\b, ^, $, a closing quote) as Vectorscan saw them.
+constexpr size_t kHead = 64;
+constexpr size_t kTail = 64;
+
+// A candidate region of one rule, in absolute stream offsets: RE2 looks for
+// matches starting at or after `lo` and ending by `end_max + kTail`.
+struct Span {
+  uint32_t rule;
+  uint64_t lo;
+  uint64_t end_max;
+};
+
+// What one thread reuses from scan to scan: its Vectorscan scratch space and
+// stream (reset, not reopened, between files), the chunk buffer and the
+// per-rule bookkeeping. Most files in an image are small, so per-scan
+// allocations would otherwise cost more than the matching.
+struct ThreadState {
+  hs_scratch_t* scratch = nullptr;
+  hs_stream_t* stream = nullptr;
+  std::vector<char> buf;
+  std::vector<Span> spans;
+  std::vector<int> open;
+  std::vector<uint64_t> watermark;
+  bool busy = false;  // a sink that scans again on the same thread gets an Error, not a corrupt scratch
+
+  ThreadState() = default;
+  ThreadState(ThreadState&& o) noexcept
+      : scratch(std::exchange(o.scratch, nullptr)),
+        stream(std::exchange(o.stream, nullptr)),
+        buf(std::move(o.buf)),
+        spans(std::move(o.spans)),
+        open(std::move(o.open)),
+        watermark(std::move(o.watermark)) {}
+  ThreadState& operator=(ThreadState&&) = delete;
+  ThreadState(const ThreadState&) = delete;
+  ThreadState& operator=(const ThreadState&) = delete;
+  ~ThreadState() {
+    if (stream) hs_close_stream(stream, nullptr, nullptr, nullptr);
+    if (scratch) hs_free_scratch(scratch);
+  }
+};
+
+struct CompiledRule {
+  const SecretRule* rule = nullptr;
+  std::unique_ptr<RE2> re;
+  std::vector<std::unique_ptr<RE2>> allow;
+  std::vector<std::unique_ptr<RE2>> allow_match;
+  std::vector<std::string> keywords;  // lowercased
+  size_t width = 0;                   // Vectorscan max_width of the rule
+};
+
+// '\n' count in [p, p + n): line numbers need it for every byte that leaves
+// the carry buffer, so it runs over all text input and must be cheap.
+uint64_t count_newlines(const char* p, size_t n) {
+  uint64_t c = 0;
+  size_t i = 0;
+#if defined(__SSE2__)
+  // Per-byte counters (cmpeq gives -1, subtracting adds 1), folded with
+  // SAD every 255 blocks before a byte can overflow. Baseline x86-64 has no
+  // popcnt instruction, so movemask + popcount would be a libgcc call.
+  const __m128i nl = _mm_set1_epi8('\n'), zero = _mm_setzero_si128();
+  while (i + 16 <= n) {
+    __m128i acc = zero;
+    for (int k = 0; k < 255 && i + 16 <= n; ++k, i += 16)
+      acc = _mm_sub_epi8(acc, _mm_cmpeq_epi8(_mm_loadu_si128(reinterpret_cast<const __m128i*>(p + i)), nl));
+    __m128i sums = _mm_sad_epu8(acc, zero);
+    c += static_cast<uint64_t>(_mm_cvtsi128_si64(sums)) + static_cast<uint64_t>(_mm_extract_epi16(sums, 4));
+  }
+#endif
+  for (; i < n; ++i) c += p[i] == '\n';
+  return c;
+}
+
+// `strings`-style view of binary data, in place: every byte that is not
+// printable ASCII or tab becomes '\n', so offsets stay exact and no match
+// can join two printable runs.
+void to_printable_runs(char* p, size_t n) {
+  size_t i = 0;
+#if defined(__SSE2__)
+  // Signed bytes: 0x80..0xff are negative, so "> 0x1f" keeps 0x20..0x7f;
+  // then drop DEL and add tab back.
+  const __m128i lo = _mm_set1_epi8(0x1f), del = _mm_set1_epi8(0x7f), tab = _mm_set1_epi8('\t'),
+                nl = _mm_set1_epi8('\n');
+  for (; i + 16 <= n; i += 16) {
+    __m128i v = _mm_loadu_si128(reinterpret_cast<const __m128i*>(p + i));
+    __m128i keep = _mm_or_si128(_mm_andnot_si128(_mm_cmpeq_epi8(v, del), _mm_cmpgt_epi8(v, lo)), _mm_cmpeq_epi8(v, tab));
+    __m128i out = _mm_or_si128(_mm_and_si128(keep, v), _mm_andnot_si128(keep, nl));
+    _mm_storeu_si128(reinterpret_cast<__m128i*>(p + i), out);
+  }
+#endif
+  for (; i < n; ++i) {
+    unsigned char c = static_cast<unsigned char>(p[i]);
+    bool printable = (c >= 0x20 && c < 0x7f) || c == '\t';
+    p[i] = printable ? static_cast<char>(c) : '\n';
+  }
+}
+
+bool contains_keyword(std::string_view hay, const std::vector<std::string>& kws) {
+  std::string low(hay);
+  for (auto& ch : low) ch = static_cast<char>(std::tolower(static_cast<unsigned char>(ch)));
+  return std::any_of(kws.begin(), kws.end(), [&](const std::string& k) { return low.find(k) != std::string::npos; });
+}
+
+}  // namespace
+
+struct SecretScanner::Impl {
+  RuleSet set;
+  std::vector<CompiledRule> rules;
+  std::vector<std::unique_ptr<RE2>> global_allow;
+  hs_database_t* db = nullptr;
+  hs_scratch_t* proto = nullptr;  // cloned once per thread
+  mutable tbb::enumerable_thread_specific<ThreadState> threads{[this] {
+    // On failure the thread's state stays empty and its scans report ENOMEM.
+    ThreadState ts;
+    if (hs_clone_scratch(proto, &ts.scratch) != HS_SUCCESS) ts.scratch = nullptr;
+    if (hs_open_stream(db, 0, &ts.stream) != HS_SUCCESS) ts.stream = nullptr;
+    return ts;
+  }};
+  size_t max_width = 0;
+  size_t carry = 0;
+
+  ~Impl() {
+    threads.clear();  // streams and scratch before the database they were made for
+    if (proto) hs_free_scratch(proto);
+    if (db) hs_free_database(db);
+  }
+};
+
+namespace {
+
+struct Found {
+  uint32_t rule;
+  uint64_t offset;
+  uint32_t length;
+  std::string redacted, fingerprint;
+};
+
+// The state of one scan: a Vectorscan stream, candidate spans, and the
+// per-rule watermark that keeps a match confirmed from two overlapping
+// windows from being reported twice.
+class Scan {
+ public:
+  Scan(const SecretScanner::Impl& im, ThreadState& ts, const SecretSink& sink)
+      : im_(im),
+        scratch_(ts.scratch),
+        sink_(sink),
+        stream_(ts.stream),
+        ts_(ts),
+        spans_(ts.spans),
+        open_(ts.open),
+        watermark_(ts.watermark) {
+    ts.busy = true;
+    spans_.clear();
+    open_.assign(im.rules.size(), -1);
+    watermark_.assign(im.rules.size(), 0);
+  }
+  ~Scan() {
+    // An unfinished scan (error or sink stop) leaves the stream clean for the next file.
+    if (stream_) hs_reset_stream(stream_, 0, nullptr, nullptr, nullptr);
+    ts_.busy = false;
+  }
+
+  // `text[0, len)` is the carry from earlier chunks followed by new data at
+  // `text + new_off`; `text_abs` is the stream offset of text[0].
+  Status feed(char* text, size_t len, size_t new_off, uint64_t text_abs) {
+    char* fresh = text + new_off;
+    size_t n = len - new_off;
+    if (!stats.binary && std::memchr(fresh, '\0', n)) stats.binary = true;
+    if (stats.binary) to_printable_runs(fresh, n);
+    if (hs_scan_stream(stream_, fresh, static_cast<unsigned>(n), 0, scratch_, &Scan::on_match, this) != HS_SUCCESS)
+      return Error{"Vectorscan stream scan failed", 0, {}};
+    stats.bytes += n;
+    confirm(text, len, text_abs, /*eof=*/false);
+    return ok_status();
+  }
+
+  // Same as feed() for a read-only buffer already known to hold no NUL byte.
+  Status feed_text(const char* text, size_t len) {
+    if (hs_scan_stream(stream_, text, static_cast<unsigned>(len), 0, scratch_, &Scan::on_match, this) != HS_SUCCESS)
+      return Error{"Vectorscan stream scan failed", 0, {}};
+    stats.bytes += len;
+    return ok_status();
+  }
+
+  // End of input: Vectorscan reports matches anchored at the end ($), then
+  // every pending span is confirmed on what is left in `text`.
+  void finish(const char* text, size_t len, uint64_t text_abs) {
+    if (stream_) {
+      hs_reset_stream(stream_, 0, scratch_, &Scan::on_match, this);  // reports end-anchored matches
+      stream_ = nullptr;
+    }
+    confirm(text, len, text_abs, /*eof=*/true);
+  }
+
+  // Counts the newlines of bytes that leave the carry buffer.
+  void forget(const char* p, size_t n) {
+    if (!stats.binary) lines_before_ += count_newlines(p, n);
+  }
+
+  ScanStats stats;
+
+ private:
+  static int on_match(unsigned int id, unsigned long long /*from*/, unsigned long long to, unsigned int /*flags*/,
+                      void* ctx) {
+    auto* self = static_cast<Scan*>(ctx);
+    const size_t width = self->im_.rules[id].width;
+    int& open = self->open_[id];
+    // Extend the rule's open span when the new window would overlap it, so a
+    // run of ends (one per extra character of a {20,80} repeat) costs one
+    // RE2 call, not eighty.
+    if (open >= 0 && to <= self->spans_[open].end_max + width + kHead) {
+      self->spans_[open].end_max = std::max<uint64_t>(self->spans_[open].end_max, to);
+    } else {
+      uint64_t lo = to > width + kHead ? to - width - kHead : 0;
+      self->spans_.push_back({id, lo, to});
+      open = static_cast<int>(self->spans_.size() - 1);
+    }
+    return 0;
+  }
+
+  void confirm(const char* text, size_t len, uint64_t text_abs, bool eof) {
+    if (spans_.empty() || stats.stopped) return;
+    const uint64_t avail = text_abs + len;
+    std::vector<Span> pending;
+    std::vector<Found> found;
+    re2::StringPiece whole(text, len);
+    for (const Span& sp : spans_) {
+      const CompiledRule& cr = im_.rules[sp.rule];
+      uint64_t lo = std::max(sp.lo, text_abs);
+      uint64_t hi = std::min(sp.end_max + kTail, avail);
+      size_t pos = lo - text_abs, end = hi - text_abs;
+      while (pos < end) {
+        re2::StringPiece m[2];
+        if (!cr.re->Match(whole, pos, end, RE2::UNANCHORED, m, 2)) break;
+        size_t ms = static_cast<size_t>(m[0].data() - text), me = ms + m[0].size();
+        if (!eof && text_abs + me >= avail) {
+          // The match touches the end of what has been read: the next chunk
+          // may extend it or break a trailing \b or $. Decide later.
+          pending.push_back({sp.rule, text_abs + ms, sp.end_max});
+          break;
+        }
+        pos = me > ms ? me : ms + 1;
+        if (m[1].data() == nullptr || m[1].empty()) continue;
+        uint64_t abs_ms = text_abs + ms;
+        if (abs_ms < watermark_[sp.rule]) continue;  // seen through an earlier window
+        watermark_[sp.rule] = text_abs + me;
+        std::string_view secret(m[1].data(), m[1].size());
+        if (!accept(cr, std::string_view(m[0].data(), m[0].size()), secret)) continue;
+        found.push_back({sp.rule, text_abs + static_cast<uint64_t>(m[1].data() - text),
+                         static_cast<uint32_t>(secret.size()), redact(secret), fingerprint(cr.rule->id, secret)});
+      }
+    }
+    spans_.swap(pending);
+    std::fill(open_.begin(), open_.end(), -1);
+    for (size_t i = 0; i < spans_.size(); ++i) open_[spans_[i].rule] = static_cast<int>(i);
+    emit(found, text, text_abs);
+  }
+
+  bool accept(const CompiledRule& cr, std::string_view match, std::string_view secret) const {
+    if (!cr.keywords.empty() && !contains_keyword(match, cr.keywords)) return false;
+    if (cr.rule->min_entropy > 0 && shannon_entropy(secret) < cr.rule->min_entropy) return false;
+    re2::StringPiece s(secret.data(), secret.size());
+    for (const auto& a : cr.allow)
+      if (RE2::PartialMatch(s, *a)) return false;
+    for (const auto& a : im_.global_allow)
+      if (RE2::PartialMatch(s, *a)) return false;
+    re2::StringPiece whole(match.data(), match.size());
+    for (const auto& a : cr.allow_match)
+      if (RE2::PartialMatch(whole, *a)) return false;
+    return true;
+  }
+
+  // Drops generic findings that a specific rule also made on the same bytes,
+  // numbers lines, and hands findings to the sink in offset order.
+  void emit(std::vector<Found>& found, const char* text, uint64_t text_abs) {
+    if (found.empty()) return;
+    std::sort(found.begin(), found.end(), [](const Found& a, const Found& b) {
+      return a.offset != b.offset ? a.offset < b.offset : a.rule < b.rule;
+    });
+    uint64_t cursor = text_abs, lines = lines_before_;
+    for (const Found& f : found) {
+      const SecretRule* r = im_.rules[f.rule].rule;
+      if (r->generic) {
+        bool shadowed = std::any_of(found.begin(), found.end(), [&](const Found& o) {
+          return !im_.rules[o.rule].rule->generic && o.offset < f.offset + f.length && f.offset < o.offset + o.length;
+        });
+        if (shadowed) continue;
+      }
+      SecretFinding out;
+      out.rule = r;
+      out.rule_id = r->id;
+      out.offset = f.offset;
+      out.length = f.length;
+      out.redacted = f.redacted;
+      out.fingerprint = f.fingerprint;
+      if (!stats.binary) {
+        lines += count_newlines(text + (cursor - text_abs), f.offset - cursor);
+        cursor = f.offset;
+        out.line = lines + 1;
+      }
+      ++stats.findings;
+      if (sink_(out) == SinkAction::kStop) {
+        stats.stopped = true;
+        return;
+      }
+    }
+  }
+
+  const SecretScanner::Impl& im_;
+  hs_scratch_t* scratch_;
+  const SecretSink& sink_;
+  hs_stream_t* stream_;  // the thread's stream; null once finished
+  ThreadState& ts_;
+  std::vector<Span>& spans_;
+  std::vector<int>& open_;            // per rule: index of its open span, or -1
+  std::vector<uint64_t>& watermark_;  // per rule: end of the last match taken
+  uint64_t lines_before_ = 0;        // newlines before the carry buffer
+};
+
+}  // namespace
+
+std::string redact(std::string_view s) {
+  // Show at most a quarter of the secret, split between both ends, and never
+  // more than 4 + 2 characters: enough to tell two findings apart, far too
+  // little to use. Short secrets show nothing.
+  size_t n = s.size();
+  if (n < 8) return std::string("****");
+  size_t shown = std::min<size_t>(6, n / 4);
+  size_t tail = shown / 3, head = shown - tail;
+  return std::string(s.substr(0, head)) + "****" + std::string(s.substr(n - tail));
+}
+
+std::string fingerprint(std::string_view rule_id, std::string_view secret) {
+  unsigned char md[EVP_MAX_MD_SIZE];
+  unsigned int n = 0;
+  EVP_MD_CTX* ctx = EVP_MD_CTX_new();
+  EVP_DigestInit_ex(ctx, EVP_sha256(), nullptr);
+  EVP_DigestUpdate(ctx, rule_id.data(), rule_id.size());
+  EVP_DigestUpdate(ctx, "", 1);  // the NUL keeps ("ab","c") apart from ("a","bc")
+  EVP_DigestUpdate(ctx, secret.data(), secret.size());
+  EVP_DigestFinal_ex(ctx, md, &n);
+  EVP_MD_CTX_free(ctx);
+  static const char* hex = "0123456789abcdef";
+  std::string out;
+  for (unsigned i = 0; i < n; ++i) {
+    out += hex[md[i] >> 4];
+    out += hex[md[i] & 15];
+  }
+  return out;
+}
+
+double shannon_entropy(std::string_view s) {
+  if (s.empty()) return 0;
+  std::array<uint32_t, 256> counts{};
+  for (unsigned char c : s) ++counts[c];
+  double h = 0, n = static_cast<double>(s.size());
+  for (uint32_t c : counts) {
+    if (!c) continue;
+    double p = c / n;
+    h -= p * std::log2(p);
+  }
+  return h;
+}
+
+namespace {
+Status usable(const ThreadState& ts) {
+  if (!ts.scratch || !ts.stream)
+    return Error{"cannot allocate Vectorscan scratch or stream for this thread", ENOMEM, {}};
+  if (ts.busy)
+    return Error{"SecretScanner::scan_* called again from inside its own sink on the same thread", 0,
+                 "collect findings in the sink and scan after it returns"};
+  return ok_status();
+}
+}  // namespace
+
+SecretScanner::SecretScanner(std::unique_ptr<Impl> impl) : impl_(std::move(impl)) {}
+SecretScanner::~SecretScanner() = default;
+
+const RuleSet& SecretScanner::rules() const { return impl_->set; }
+size_t SecretScanner::rule_count() const { return impl_->rules.size(); }
+size_t SecretScanner::carry_bytes() const { return impl_->carry; }
+
+namespace {
+
+std::string cache_path(const std::string& dir, const RuleSet& set) {
+  // The rules version already hashes every pattern; add the Vectorscan
+  // version so an upgraded library never loads an old layout.
+  std::string v = set.version();
+  return dir + "/secrets-" + fingerprint(hs_version(), v).substr(0, 32) + ".hsdb";
+}
+
+// Cache file: "moat-hsdb-1\n", the rule count, each rule's max width
+// (uint32, host order: the file is only valid on this machine anyway), then
+// Vectorscan's serialized database.
+constexpr char kCacheMagic[] = "moat-hsdb-1\n";
+
+hs_database_t* load_cached(const std::string& path, std::vector<uint32_t>& widths) {
+  Fd fd(::open(path.c_str(), O_RDONLY | O_CLOEXEC));
+  if (!fd.valid()) return nullptr;
+  struct stat st {};
+  if (::fstat(fd.get(), &st) != 0 || st.st_size <= 0 || st.st_size > (256 << 20)) return nullptr;
+  std::string bytes(static_cast<size_t>(st.st_size), '\0');
+  size_t off = 0;
+  while (off < bytes.size()) {
+    ssize_t r = ::read(fd.get(), bytes.data() + off, bytes.size() - off);
+    if (r < 0 && errno == EINTR) continue;
+    if (r <= 0) return nullptr;
+    off += static_cast<size_t>(r);
+  }
+  const size_t magic = sizeof kCacheMagic - 1;
+  uint32_t n = 0;
+  if (bytes.size() < magic + 4 || bytes.compare(0, magic, kCacheMagic) != 0) return nullptr;
+  std::memcpy(&n, bytes.data() + magic, 4);
+  size_t head = magic + 4 + size_t{n} * 4;
+  if (n != widths.size() || bytes.size() <= head) return nullptr;
+  std::memcpy(widths.data(), bytes.data() + magic + 4, size_t{n} * 4);
+  hs_database_t* db = nullptr;
+  // Vectorscan checks the layout, version and platform of a serialized database.
+  if (hs_deserialize_database(bytes.data() + head, bytes.size() - head, &db) != HS_SUCCESS) return nullptr;
+  return db;
+}
+
+// Best effort: a cache that cannot be written only costs the next run a compile.
+void store_cached(const std::string& path, const hs_database_t* db, const std::vector<uint32_t>& widths) {
+  char* bytes = nullptr;
+  size_t n = 0;
+  if (hs_serialize_database(db, &bytes, &n) != HS_SUCCESS) return;
+  std::string head(kCacheMagic);
+  uint32_t count = static_cast<uint32_t>(widths.size());
+  head.append(reinterpret_cast<const char*>(&count), 4);
+  head.append(reinterpret_cast<const char*>(widths.data()), widths.size() * 4);
+  std::string tmp = path + ".tmp." + std::to_string(::getpid());
+  Fd fd(::open(tmp.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644));
+  bool ok = fd.valid();
+  for (size_t off = 0; ok && off < head.size();) {
+    ssize_t w = ::write(fd.get(), head.data() + off, head.size() - off);
+    if (w < 0 && errno == EINTR) continue;
+    ok = w > 0;
+    if (ok) off += static_cast<size_t>(w);
+  }
+  for (size_t off = 0; ok && off < n;) {
+    ssize_t w = ::write(fd.get(), bytes + off, n - off);
+    if (w < 0 && errno == EINTR) continue;
+    ok = w > 0;
+    if (ok) off += static_cast<size_t>(w);
+  }
+  free(bytes);  // NOLINT: allocated by Vectorscan's default allocator
+  ok = ok && ::fsync(fd.get()) == 0;
+  fd.reset();
+  if (!ok || ::rename(tmp.c_str(), path.c_str()) != 0) ::unlink(tmp.c_str());
+}
+
+}  // namespace
+
+Result<std::unique_ptr<SecretScanner>> SecretScanner::create(RuleSet rules, const Options& opts) {
+  if (auto problems = validate(rules, /*compile_each=*/false); !problems.empty()) {
+    std::string msg = std::to_string(problems.size()) + " invalid secret rule(s):";
+    for (const auto& p : problems) msg += "\n  " + p;
+    return Error{msg, 0, "`moat rules check` lists the same problems"};
+  }
+  if (rules.rules.empty()) return Error{"no secret rules to compile", 0, "every rule was disabled"};
+  auto im = std::make_unique<Impl>();
+  im->set = std::move(rules);
+  RE2::Options ro;
+  ro.set_log_errors(false);
+  std::vector<const char*> exprs;
+  std::vector<unsigned> flags, ids;
+  for (const auto& r : im->set.rules) {
+    CompiledRule cr;
+    cr.rule = &r;
+    cr.re = std::make_unique<RE2>("(?m)" + r.pattern, ro);
+    for (const auto& a : r.allow) cr.allow.push_back(std::make_unique<RE2>(a, ro));
+    for (const auto& a : r.allow_match) cr.allow_match.push_back(std::make_unique<RE2>(a, ro));
+    for (auto k : r.keywords) {
+      for (auto& ch : k) ch = static_cast<char>(std::tolower(static_cast<unsigned char>(ch)));
+      cr.keywords.push_back(std::move(k));
+    }
+    const std::string& hs_pat = r.prefilter.empty() ? r.pattern : r.prefilter;
+    exprs.push_back(hs_pat.c_str());
+    flags.push_back(HS_FLAG_MULTILINE);
+    ids.push_back(static_cast<unsigned>(ids.size()));
+    im->rules.push_back(std::move(cr));
+  }
+  for (const auto& g : im->set.global_allow) im->global_allow.push_back(std::make_unique<RE2>(g, ro));
+
+  // The cache hit skips both the compile and the width analysis.
+  std::vector<uint32_t> widths(im->rules.size());
+  const std::string cached = opts.cache_dir.empty() ? std::string() : cache_path(opts.cache_dir, im->set);
+  if (!cached.empty()) im->db = load_cached(cached, widths);
+  hs_compile_error_t* err = nullptr;
+  if (!im->db) {
+    std::string bad_width;
+    for (size_t i = 0; i < im->rules.size(); ++i) {
+      hs_expr_info_t* info = nullptr;
+      if (hs_expression_info(exprs[i], HS_FLAG_MULTILINE, &info, &err) != HS_SUCCESS) {
+        hs_free_compile_error(err);
+        err = nullptr;
+        bad_width += "\n  " + im->rules[i].rule->id + ": Vectorscan cannot analyse the pattern";
+        continue;
+      }
+      widths[i] = info->max_width;
+      if (info->max_width > kMaxRuleWidth || info->min_width == 0)
+        bad_width += "\n  " + im->rules[i].rule->id + ": unbounded, too wide (> " + std::to_string(kMaxRuleWidth) +
+                     " bytes) or empty match";
+      free(info);  // NOLINT: allocated by Vectorscan with malloc
+    }
+    if (!bad_width.empty()) return Error{"invalid secret rule(s):" + bad_width, 0, "`moat rules check` explains"};
+    if (hs_compile_multi(exprs.data(), flags.data(), ids.data(), static_cast<unsigned>(exprs.size()),
+                         HS_MODE_STREAM, nullptr, &im->db, &err) != HS_SUCCESS) {
+      std::string m = err && err->message ? err->message : "unknown error";
+      int bad = err ? err->expression : -1;
+      hs_free_compile_error(err);
+      // The full validation names the rule and the reason.
+      std::string detail;
+      for (const auto& p : validate(im->set, /*compile_each=*/true)) detail += "\n  " + p;
+      return Error{"cannot compile the secret rules into one Vectorscan database: " + m +
+                       (bad >= 0 ? " (rule " + im->set.rules[static_cast<size_t>(bad)].id + ")" : "") + detail,
+                   0, {}};
+    }
+    if (!cached.empty()) store_cached(cached, im->db, widths);
+  }
+  for (size_t i = 0; i < im->rules.size(); ++i) {
+    im->rules[i].width = widths[i];
+    im->max_width = std::max<size_t>(im->max_width, widths[i]);
+  }
+  im->carry = im->max_width + kHead + kTail;
+  hs_scratch_t* s = nullptr;
+  if (hs_alloc_scratch(im->db, &s) != HS_SUCCESS) return Error{"cannot allocate Vectorscan scratch", ENOMEM, {}};
+  im->proto = s;
+  return std::unique_ptr<SecretScanner>(new SecretScanner(std::move(im)));
+}
+
+Result<ScanStats> SecretScanner::scan_buffer(const void* data, size_t len, const SecretSink& sink) const {
+  ThreadState& ts = impl_->threads.local();
+  MOAT_TRY(usable(ts));
+  const char* p = static_cast<const char*>(data);
+  Scan scan(*impl_, ts, sink);
+  // Text without NUL bytes (the common case): one pass over the caller's
+  // buffer, no copy; the whole buffer is the confirmation context.
+  if (len <= UINT32_MAX && !std::memchr(p, '\0', len)) {
+    MOAT_TRY(scan.feed_text(p, len));
+    scan.finish(p, len, 0);
+    return scan.stats;
+  }
+  // Binary (or > 4 GiB, Vectorscan's per-call limit): chunk through a
+  // private copy, as scan_fd does, so bytes can be mapped to printable runs.
+  const size_t carry = impl_->carry;
+  std::vector<char>& buf = ts.buf;
+  if (buf.size() < carry + kChunk) buf.resize(carry + kChunk);
+  size_t have = 0;  // carry bytes at the front of buf
+  uint64_t abs = 0; // stream offset of buf[0]
+  size_t off = 0;
+  while (off < len && !scan.stats.stopped) {
+    size_t n = std::min(kChunk, len - off);
+    std::memcpy(buf.data() + have, p + off, n);
+    off += n;
+    MOAT_TRY(scan.feed(buf.data(), have + n, have, abs));
+    size_t total = have + n, keep = std::min(carry, total);
+    scan.forget(buf.data(), total - keep);
+    std::memmove(buf.data(), buf.data() + total - keep, keep);
+    abs += total - keep;
+    have = keep;
+  }
+  if (!scan.stats.stopped) scan.finish(buf.data(), have, abs);
+  return scan.stats;
+}
+
+Result<ScanStats> SecretScanner::scan_fd(int fd, uint64_t max_bytes, const SecretSink& sink) const {
+  ThreadState& ts = impl_->threads.local();
+  MOAT_TRY(usable(ts));
+  Scan scan(*impl_, ts, sink);
+  const size_t carry = impl_->carry;
+  std::vector<char>& buf = ts.buf;
+  if (buf.size() < carry + kChunk) buf.resize(carry + kChunk);
+  size_t have = 0;
+  uint64_t abs = 0;
+  uint64_t left = max_bytes;
+  while (!scan.stats.stopped) {
+    if (left == 0) {
+      // Only a truncation if there is more to read.
+      char probe;
+      ssize_t r;
+      do r = ::read(fd, &probe, 1);
+      while (r < 0 && errno == EINTR);
+      if (r > 0) scan.stats.truncated = true;
+      break;
+    }
+    size_t want = static_cast<size_t>(std::min<uint64_t>(kChunk, left));
+    ssize_t r = ::read(fd, buf.data() + have, want);
+    if (r < 0) {
+      if (errno == EINTR) continue;
+      return sys_error("read");
+    }
+    if (r == 0) break;
+    size_t n = static_cast<size_t>(r);
+    left -= n;
+    MOAT_TRY(scan.feed(buf.data(), have + n, have, abs));
+    size_t total = have + n, keep = std::min(carry, total);
+    scan.forget(buf.data(), total - keep);
+    std::memmove(buf.data(), buf.data() + total - keep, keep);
+    abs += total - keep;
+    have = keep;
+  }
+  if (!scan.stats.stopped) scan.finish(buf.data(), have, abs);
+  return scan.stats;
+}
+
+std::vector<std::string> check_rule_examples(const SecretScanner& scanner, const SecretRule& rule) {
+  std::vector<std::string> out;
+  auto run = [&](const std::string& text) {
+    std::vector<SecretFinding> fs;
+    auto st = scanner.scan_buffer(text.data(), text.size(), [&](const SecretFinding& f) {
+      if (f.rule_id == rule.id) fs.push_back(f);
+      return SinkAction::kContinue;
+    });
+    if (!st.ok()) out.push_back(rule.id + ": scan failed: " + st.error().describe());
+    return fs;
+  };
+  for (size_t i = 0; i < rule.examples.size(); ++i) {
+    const auto& ex = rule.examples[i];
+    auto fs = run(ex.text);
+    if (fs.empty()) {
+      out.push_back(rule.id + ": example " + std::to_string(i + 1) + " does not match");
+    } else if (!ex.secret.empty()) {
+      std::string want = fingerprint(rule.id, ex.secret);
+      if (std::none_of(fs.begin(), fs.end(), [&](const SecretFinding& f) { return f.fingerprint == want; }))
+        out.push_back(rule.id + ": example " + std::to_string(i + 1) + " matches but captures " + fs[0].redacted +
+                      " (" + std::to_string(fs[0].length) + " bytes), not the expected secret (" +
+                      std::to_string(ex.secret.size()) + " bytes)");
+    }
+  }
+  for (size_t i = 0; i < rule.negative_examples.size(); ++i) {
+    auto fs = run(rule.negative_examples[i].text);
+    if (!fs.empty())
+      out.push_back(rule.id + ": negative example " + std::to_string(i + 1) + " matches (" + fs[0].redacted + ")");
+  }
+  return out;
+}
+
+std::vector<std::string> check_examples(const SecretScanner& scanner) {
+  std::vector<std::string> out;
+  for (const auto& r : scanner.rules().rules) {
+    auto one = check_rule_examples(scanner, r);
+    out.insert(out.end(), one.begin(), one.end());
+  }
+  return out;
+}
+
+}  // namespace moat::secrets

@@ -1,0 +1,138 @@
+#!/usr/bin/env bash
+# Error UX: each failure exits 2, prints "moat: error: ..." saying what is
+# wrong and what to do, prints no report on stdout, and leaves nothing in the
+# store (no layer, no record, empty tmp/).
+#  - a reference without a transport, an unknown transport, docker:// (not yet);
+#  - missing files for every transport;
+#  - an OCI layout with several tags and none given (the message lists them),
+#    an unknown tag;
+#  - a docker-archive holding two images (made by merging two skopeo
+#    docker-archives, as `podman save --multi-image-archive` does): no name
+#    lists the names and hints :NAME:TAG or :@N; both forms then work;
+#  - a missing blob, a corrupted blob, a truncated blob: exit 2 naming the layer;
+#  - usage errors (unknown option, bad --format, bad --platform) exit 2, never 0/1.
+source "$(dirname "$0")/lib.sh"
+need skopeo python3
+need_images
+L=$IMAGES/layout
+S=$WORK/store
+
+# fails REGEX... -- ARGS: moat ARGS exits 2, stderr matches every REGEX, stdout empty
+fails() {
+  local res=()
+  while [[ $1 != -- ]]; do res+=("$1"); shift; done
+  shift
+  run_moat 2 "$@"
+  [[ ! -s $WORK/out ]] || fail "moat $* failed but printed on stdout: $(head -c 300 "$WORK/out")"
+  [[ ${USAGE:-0} -eq 1 ]] || grep -q '^moat: error: ' "$WORK/err" || { cat "$WORK/err" >&2; fail "moat $*: no 'moat: error:' line"; }
+  [[ -s $WORK/err ]] || fail "moat $*: exit 2 without a word on stderr"
+  local re
+  for re in "${res[@]}"; do expect_err "$re"; done
+}
+store_clean() {
+  [[ ! -d $S ]] && return 0
+  local d
+  for d in layers images tmp; do
+    [[ -z $(ls -A "$S/$d") ]] || fail "a failed pull left something in $S/$d: $(ls -A "$S/$d")"
+  done
+}
+
+note "references"
+fails "no transport" "oci:" -- scan --store "$S" "$L"
+fails "no transport|unknown transport" "oci:" -- scan --store "$S" "$L:t"
+fails "unknown transport \"foo:\"" "TRANSPORT:LOCATION" -- scan --store "$S" foo:bar
+fails "not supported" "skopeo copy" -- scan --store "$S" docker://example.org/img:1
+fails "oci:" -- image pull --store "$S" ""
+store_clean
+
+note "missing files"
+for ref in "oci:$WORK/missing" "oci:$WORK/missing:t" "oci-archive:$WORK/missing.tar" \
+           "docker-archive:$WORK/missing.tar" "dir:$WORK/missing"; do
+  fails "$WORK/missing" "no such file|not found|does not exist" -- scan --store "$S" "$ref"
+done
+mkdir "$WORK/empty-dir"
+fails "index.json|oci-layout|not an OCI|empty" -- scan --store "$S" "oci:$WORK/empty-dir"
+: > "$WORK/empty.tar"
+fails "empty.tar" -- scan --store "$S" "oci-archive:$WORK/empty.tar"
+fails "empty.tar" -- scan --store "$S" "docker-archive:$WORK/empty.tar"
+store_clean
+
+note "an OCI layout with several tags"
+fails "tags: .*v1.*t|tags: .*t.*v1" ":TAG" -- scan --store "$S" "oci:$L"
+fails "no image tagged \"nosuch\"" "tags: " -- scan --store "$S" "oci:$L:nosuch"
+store_clean
+
+note "a docker-archive with two images"
+skopeo copy -q "oci:$L:t" "docker-archive:$WORK/a.tar:moat.test/a:1"
+skopeo copy -q "oci:$L:other" "docker-archive:$WORK/b.tar:moat.test/b:2"
+python3 - "$WORK/a.tar" "$WORK/b.tar" "$WORK/two.tar" <<'EOF'
+import io, json, sys, tarfile
+a, b, out = sys.argv[1:]
+manifests, seen = [], set()
+with tarfile.open(out, "w") as o:
+    for src in (a, b):
+        with tarfile.open(src) as t:
+            for m in t.getmembers():
+                if m.name == "manifest.json":
+                    manifests += json.load(t.extractfile(m))
+                elif m.name != "repositories" and m.name not in seen:
+                    seen.add(m.name)
+                    o.addfile(m, t.extractfile(m) if m.isfile() else None)
+    data = json.dumps(manifests).encode()
+    ti = tarfile.TarInfo("manifest.json"); ti.size = len(data)
+    o.addfile(ti, io.BytesIO(data))
+EOF
+fails "2 images" "moat.test/a:1" "moat.test/b:2" ":NAME:TAG|:@" -- scan --store "$S" "docker-archive:$WORK/two.tar"
+fails "moat.test/b:9" "moat.test/a:1" -- scan --store "$S" "docker-archive:$WORK/two.tar:moat.test/b:9"
+fails "@5" -- scan --store "$S" "docker-archive:$WORK/two.tar:@5"
+store_clean
+want_b=$(skopeo_diffids "oci:$L:other")
+for ref in "docker-archive:$WORK/two.tar:@1" "docker-archive:$WORK/two.tar:moat.test/b:2"; do
+  run_moat 0 scan --format json --store "$WORK/ok-store" "$ref"
+  got=$(py json image.layers <"$WORK/out" | python3 -c 'import json,sys; [print(json.loads(l)["diff_id"]) for l in sys.stdin]')
+  [[ $got == "$want_b" ]] || fail "$ref: not the second image"
+done
+
+note "damaged blobs"
+damaged() {  # NAME PYTHON-ACTION: a copy of :t whose layer 2 blob is damaged
+  local d=$WORK/$1
+  skopeo copy -q "oci:$L:t" "oci:$d:t"
+  python3 - "$d" "$2" <<'EOF'
+import json, os, sys
+d, action = sys.argv[1:]
+idx = json.load(open(d + "/index.json"))
+m = json.load(open(d + "/blobs/sha256/" + idx["manifests"][0]["digest"][7:]))
+blob = d + "/blobs/sha256/" + m["layers"][1]["digest"][7:]
+print(m["layers"][1]["digest"])
+if action == "missing":
+    os.remove(blob)
+elif action == "corrupt":
+    data = bytearray(open(blob, "rb").read())
+    data[len(data) // 2] ^= 0xff
+    open(blob, "wb").write(data)
+elif action == "truncate":
+    data = open(blob, "rb").read()
+    open(blob, "wb").write(data[: len(data) // 2])
+EOF
+}
+for what in missing corrupt truncate; do
+  digest=$(damaged "$what" "$what")
+  fails "layer 1|${digest#sha256:}|$digest" -- scan --store "$S" "oci:$WORK/$what:t"
+  [[ $what != missing ]] || expect_err "${digest#sha256:}"
+  # Intact layers of the image may stay (they are whole); the damaged one, a record, tmp/: never.
+  [[ ! -e $S/layers/$(skopeo_diffids "oci:$L:t" | sed -n 2p | cut -c8-) ]] || fail "$what: the damaged layer is in the store"
+  [[ -z $(ls -A "$S/images") && -z $(ls -A "$S/tmp") ]] || fail "$what: a record or tmp/ leftovers after a failed pull"
+done
+
+note "usage errors"
+# CLI11 words these itself (no "moat: error:" prefix): a message and --help.
+USAGE=1
+fails "IMAGE" "--help" -- scan
+fails "no-such-option" -- scan --no-such-option "oci:$L:t"
+fails "format" -- scan --format xml "oci:$L:t"
+fails "" -- image
+fails "subcommand|no-such-command" -- no-such-command
+USAGE=0
+fails "platform" -- scan --store "$S" --platform "not a platform" "oci:$L:t"
+store_clean
+echo "PASS: $TEST_NAME"

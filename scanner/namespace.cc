@@ -572,11 +572,24 @@ int session_helper_main(int argc, char** argv) {
 }
 
 std::optional<int> maybe_reexec_in_userns(int argc, char** argv) {
+  // The default for a user with a subuid range, as rootless podman keeps its
+  // storage; MOAT_USERNS_STORE=0 keeps the store in the caller's own ids
+  // (owners then live in the index and override_stat only), =1 insists and
+  // says when it cannot.
   const char* want = getenv("MOAT_USERNS_STORE");
-  if (!want || std::strcmp(want, "1") != 0 || getenv("MOAT_IN_USERNS") || geteuid() == 0) return std::nullopt;
+  bool forced = want && std::strcmp(want, "1") == 0;
+  if ((want && std::strcmp(want, "0") == 0) || getenv("MOAT_IN_USERNS") || geteuid() == 0) return std::nullopt;
+  // A simulated refusal (test seam) stands for a host without user namespaces:
+  // there the store stays in the caller's ids, so do not try.
+  if (!forced && getenv("MOAT_TEST_DENY_USERNS")) return std::nullopt;
+  // Only commands that touch the store need it (not help, version or rules).
+  std::string cmd = argc > 1 ? argv[1] : "";
+  if (cmd != "scan" && cmd != "mount" && cmd != "image") return std::nullopt;
+  for (int i = 1; i < argc; ++i)
+    if (std::strcmp(argv[i], "--help") == 0 || std::strcmp(argv[i], "-h") == 0) return std::nullopt;
   IdMapPlan plan = plan_id_mapping();
   if (plan.kind != "subuid") {
-    std::fprintf(stderr, "moat: MOAT_USERNS_STORE ignored: %s\n", plan.why.c_str());
+    if (forced) std::fprintf(stderr, "moat: MOAT_USERNS_STORE ignored: %s\n", plan.why.c_str());
     return std::nullopt;
   }
   SessionSpec spec;
@@ -584,6 +597,7 @@ std::optional<int> maybe_reexec_in_userns(int argc, char** argv) {
   spec.argv = {"/proc/self/exe"};
   for (int i = 1; i < argc; ++i) spec.argv.emplace_back(argv[i]);
   auto s = Session::start(spec);
+  if (!s && !forced) return std::nullopt;  // no user namespace here: carry on in the caller's ids
   if (!s) {
     std::fprintf(stderr, "moat: error: MOAT_USERNS_STORE: %s\n", s.error().describe().c_str());
     if (!s.error().hint.empty()) std::fprintf(stderr, "moat: hint: %s\n", s.error().hint.c_str());

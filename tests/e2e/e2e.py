@@ -192,6 +192,26 @@ def check_store_layer(store, diff_id):
     # Owners on disk are the image's only when the unpacker could chown (root);
     # otherwise user.containers.override_stat carries them.
     root = info.get("owners_applied", os.geteuid() == 0)
+    # Unpacked by a user as root of its subuid namespace: container id 0 is the
+    # store's owner, 1..N the user's range from /etc/subuid and /etc/subgid.
+    owner = os.stat(store)
+    def subid_map(path, host_id):
+        import pwd
+        try:
+            name = pwd.getpwuid(host_id).pw_name
+        except KeyError:
+            return None
+        for line in open(path):
+            f = line.strip().split(":")
+            if len(f) == 3 and f[0] in (name, str(host_id)):
+                return int(f[1]), int(f[2])
+        return None
+    umap = subid_map("/etc/subuid", owner.st_uid) if root and owner.st_uid != 0 else None
+    gmap = subid_map("/etc/subgid", owner.st_uid) if root and owner.st_uid != 0 else None
+    def host(cid, base, rng):
+        if rng is None:
+            return cid
+        return base if cid == 0 else rng[0] + cid - 1
     errs = []
     unchecked = 0
     expected = set()
@@ -242,7 +262,7 @@ def check_store_layer(store, diff_id):
             errs.append("%s: mode %04o on disk, %04o in the index" % (p, stat.S_IMODE(m), want_mode))
         if t in "fp" and st.st_size != e["size"] and t == "f":
             errs.append("%s: size %d on disk, %d in the index" % (p, st.st_size, e["size"]))
-        if root and t != "h" and (st.st_uid, st.st_gid) != (e["uid"], e["gid"]):
+        if root and t != "h" and (st.st_uid, st.st_gid) != (host(e["uid"], owner.st_uid, umap), host(e["gid"], owner.st_gid, gmap)):
             errs.append("%s: owner %d:%d on disk, %d:%d in the index (unpacked as root)"
                         % (p, st.st_uid, st.st_gid, e["uid"], e["gid"]))
         if not root and t in "fd" and (e["uid"], e["gid"]) != (0, 0):

@@ -9,7 +9,17 @@ set -euo pipefail
 for u in moat-subuid moat-single; do
   id "$u" >/dev/null 2>&1 || useradd --create-home --shell /bin/bash "$u"
 done
-# A range for moat-subuid only, away from ranges other tools may hand out.
-grep -q '^moat-subuid:' /etc/subuid 2>/dev/null || echo 'moat-subuid:400000:65536' >> /etc/subuid
-grep -q '^moat-subuid:' /etc/subgid 2>/dev/null || echo 'moat-subuid:400000:65536' >> /etc/subgid
-sed -i '/^moat-single:/d' /etc/subuid /etc/subgid 2>/dev/null || true
+# A fixed range for moat-subuid only (useradd may have handed out another one),
+# and none for moat-single.
+# Files are rewritten only when wrong: tests call this script concurrently, and
+# newuidmap reading a half-rewritten /etc/subuid fails.
+for f in /etc/subuid /etc/subgid; do
+  touch "$f"
+  if [[ $(grep -E '^moat-(subuid|single):' "$f") != "moat-subuid:400000:65536" ]]; then
+    (
+      flock 9
+      sed -i '/^moat-subuid:/d; /^moat-single:/d' "$f"
+      echo 'moat-subuid:400000:65536' >> "$f"
+    ) 9>/tmp/moat-subid.lock
+  fi
+done

@@ -211,7 +211,8 @@ kill)
     pid=$!
     helper=""
     for _ in $(seq 100); do
-      helper=$(pgrep -P "$pid" -x sleep || true)
+      # Not necessarily a child: with a subuid range moat first re-runs itself in the user namespace.
+      helper=$(pgrep -U "$(id -u "$user")" -x sleep || true)
       [[ -n $helper ]] && break
       sleep 0.1
     done

@@ -369,7 +369,7 @@ int main(int argc, char** argv) {
   umask(077);
   // The namespace helper (scanner/namespace.h): a fresh process, before any thread exists.
   if (argc > 1 && std::string(argv[1]) == moat::kSessionArg) return moat::session_helper_main(argc, argv);
-  // MOAT_USERNS_STORE=1: the whole command runs as root of a subuid user namespace (true owners on disk).
+  // With a subuid range (unless MOAT_USERNS_STORE=0), the whole command runs as root of the subuid user namespace (true owners on disk).
   if (auto rc = moat::maybe_reexec_in_userns(argc, argv)) return *rc;
   try {
     return moat::run(argc, argv);

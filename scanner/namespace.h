@@ -118,14 +118,14 @@ class Session {
   SessionReady ready_;
 };
 
-// Opt-in store with true owners (MOAT_USERNS_STORE=1), as rootless podman
+// Store with true owners (default with a subuid range; MOAT_USERNS_STORE=0 opts out), as rootless podman
 // keeps its storage: the whole moat command is re-executed as root of a user
 // namespace with the subuid mapping, so unpacking gives files their real
 // owners on disk (within the range) and `moat mount` shows them. Every moat
 // command on such a store must run the same way (rm/prune outside it would
 // meet files owned by subordinate ids). Returns the re-executed command's exit
-// status, or nullopt when it does not apply (not asked for, already inside,
-// real root, no subuid range) -- then main() just carries on.
+// status, or nullopt when it does not apply (opted out, already inside,
+// real root, no subuid range, or the namespace cannot be made) -- then main() just carries on.
 std::optional<int> maybe_reexec_in_userns(int argc, char** argv);
 // True inside a namespace made by maybe_reexec_in_userns (euid 0 there is not host root).
 bool in_moat_userns();

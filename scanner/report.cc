@@ -228,6 +228,9 @@ std::string report_table(const Report& r, const TableOptions& opt) {
   if (!r.image.config_digest.empty()) out += "  config   " + r.image.config_digest + "\n";
   if (!r.image.manifest_digest.empty()) out += "  manifest " + r.image.manifest_digest + "\n";
   if (!r.image.platform.empty()) out += "  platform " + r.image.platform + "\n";
+  if (r.scan.mode != "none")
+    out += "  scanned  " + r.scan.mode + (r.scan.mode == "overlay" ? " mount" : " merge") + ", id mapping " +
+           r.scan.id_mapping + (r.scan.rootless ? ", rootless" : ", as root") + "\n";
   out += "\n" + bold("Layers") + "\n";
   char buf[256];
   std::snprintf(buf, sizeof buf, "  %-3s  %-19s  %10s  %8s  %s\n", "#", "DIFF ID", "SIZE", "ENTRIES", "CREATED BY");

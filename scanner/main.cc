@@ -256,6 +256,13 @@ int run(int argc, char** argv) {
                "Exit status: 0 clean, 1 a finding at or above --fail-on, 2 the scan could not be completed.",
                "moat"};
   app.require_subcommand(1);
+  app.footer(
+      "Environment:\n"
+      "  XDG_CACHE_HOME         the default store is $XDG_CACHE_HOME/moat (else ~/.cache/moat)\n"
+      "  MOAT_USERNS_STORE=0|1  with a subuid range, store commands run as root of your user namespace so\n"
+      "                         files keep their real owners (default); 0 opts out, 1 insists (docs/mount.md)\n"
+      "  NO_COLOR               never colour the table\n"
+      "See README.md and docs/ for the store layout, limits and the report format.");
   Common common;
 
   std::string image, format = "table", output, fail_on = "high";

@@ -11,7 +11,7 @@ PKGS=(
   libvectorscan-dev libre2-dev libcurl4-openssl-dev
   # independent producers of real images and helpers used by the tests
   skopeo umoci podman buildah uidmap fuse-overlayfs
-  zstd gzip tar python3 python3-jsonschema jq attr libcap2-bin
+  zstd gzip tar python3 python3-jsonschema jq attr libcap2-bin procps util-linux
 )
 
 missing=()
@@ -23,7 +23,7 @@ if ((${#missing[@]})); then
   [[ $(id -u) -ne 0 ]] && SUDO="sudo"
   echo "install-deps: installing ${missing[*]}" >&2
   $SUDO apt-get update -qq
-  DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
+  DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq "${missing[@]}" >/dev/null
 fi
 
 # The SARIF multitool validates moat's SARIF in the tests (npm registry). Best

@@ -123,10 +123,8 @@ int cmd_scan(const std::string& image, const Common& o, const std::string& forma
   bool sev_ok = false;
   for (const char* s : severities) sev_ok |= fail_on == s;
   if (!sev_ok) return report_error("", Error{"--fail-on must be one of critical, high, medium, low, info, none"});
-  auto store = Store::open(o.store);
+  auto store = Store::open(o.store, Store::Lock::Shared);
   if (!store) return report_error("", store.error());
-  auto lock = store->lock_shared();
-  if (!lock) return report_error("", lock.error());
   auto rec = pull_image(image, o, *store);
   if (!rec) return report_error("", rec.error());
   Report r;
@@ -154,10 +152,8 @@ int cmd_scan(const std::string& image, const Common& o, const std::string& forma
 }
 
 int cmd_pull(const std::string& image, const Common& o) {
-  auto store = Store::open(o.store);
+  auto store = Store::open(o.store, Store::Lock::Shared);
   if (!store) return report_error("", store.error());
-  auto lock = store->lock_shared();
-  if (!lock) return report_error("", lock.error());
   auto rec = pull_image(image, o, *store);
   if (!rec) return report_error("", rec.error());
   std::printf("%s\n", rec->id.c_str());
@@ -165,10 +161,8 @@ int cmd_pull(const std::string& image, const Common& o) {
 }
 
 int cmd_ls(const Common& o, bool json_out) {
-  auto store = Store::open(o.store);
+  auto store = Store::open(o.store, Store::Lock::Shared);
   if (!store) return report_error("", store.error());
-  auto lock = store->lock_shared();
-  if (!lock) return report_error("", lock.error());
   auto imgs = store->images();
   if (!imgs) return report_error("", imgs.error());
   auto layers = store->layers();
@@ -218,10 +212,8 @@ int cmd_ls(const Common& o, bool json_out) {
 }
 
 int cmd_rm(const std::string& image, const Common& o) {
-  auto store = Store::open(o.store);
+  auto store = Store::open(o.store, Store::Lock::Exclusive);
   if (!store) return report_error("", store.error());
-  auto lock = store->lock_exclusive();
-  if (!lock) return report_error("", lock.error());
   auto img = store->find_image(image);
   if (!img) return report_error("", img.error());
   // By one of several names: only that name goes. By id or by its last name: the image goes.
@@ -238,10 +230,8 @@ int cmd_rm(const std::string& image, const Common& o) {
 }
 
 int cmd_prune(const Common& o) {
-  auto store = Store::open(o.store);
+  auto store = Store::open(o.store, Store::Lock::Exclusive);
   if (!store) return report_error("", store.error());
-  auto lock = store->lock_exclusive();
-  if (!lock) return report_error("", lock.error());
   auto removed = store->prune();
   if (!removed) return report_error("", removed.error());
   for (const auto& l : *removed) std::printf("removed layer %s\n", l.c_str());

@@ -73,11 +73,9 @@ int cmd_mount(const MountCmdOptions& o, const PullFn& pull) {
     const char* sh = getenv("SHELL");
     argv = {sh && *sh ? sh : "/bin/sh"};
   }
-  auto store = Store::open(o.store_dir);
+  // Locked until the command exits: prune and rm must not take layers from under it.
+  auto store = Store::open(o.store_dir, Store::Lock::Shared);
   if (!store) return fail(store.error());
-  // Held until the command exits: prune and rm must not take layers from under it.
-  auto lock = store->lock_shared();
-  if (!lock) return fail(lock.error());
   // Pulling (threads) happens before any namespace work; the session is a fresh process.
   auto rec = pull(*store);
   if (!rec) return fail(rec.error());

@@ -43,7 +43,7 @@ std::string Store::default_dir() {
   return "/tmp/moat-" + std::to_string(getuid());
 }
 
-Result<Store> Store::open(const std::string& dir_in) {
+Result<Store> Store::open(const std::string& dir_in, Lock lock) {
   std::string dir = dir_in.empty() ? default_dir() : dir_in;
   while (dir.size() > 1 && dir.back() == '/') dir.pop_back();
   size_t slash = dir.rfind('/');
@@ -63,6 +63,10 @@ Result<Store> Store::open(const std::string& dir_in) {
   for (const char* sub : {"layers", "locks", "tmp", "images"}) {
     if (mkdirat(fd, sub, 0700) != 0 && errno != EEXIST) return sys_error("create " + dir + "/" + sub);
   }
+  if (lock != Lock::None) {
+    MOAT_ASSIGN_OR_RETURN(FileLock l, FileLock::acquire(dir + "/store.lock", lock == Lock::Exclusive));
+    s.held_ = std::move(l);
+  }
   return s;
 }
 
@@ -71,6 +75,25 @@ namespace {
 json layer_json(const LayerRecord& l) {
   return json{{"index", l.index}, {"diff_id", l.diff_id}, {"blob_digest", l.blob_digest}, {"media_type", l.media_type},
               {"created_by", l.created_by}, {"blob_size", l.blob_size}, {"tar_size", l.tar_size}, {"entries", l.entries}};
+}
+
+// What a published layer's layer.json says of its sizes (zeros if it cannot be read).
+LayerRecord read_layer_json(const std::string& layer_dir) {
+  LayerRecord lr;
+  int fd = ::open((layer_dir + "/layer.json").c_str(), O_RDONLY | O_CLOEXEC);
+  if (fd < 0) return lr;
+  Fd owner(fd);
+  auto txt = read_all(fd, 1 << 20);
+  if (!txt) return lr;
+  try {
+    json j = json::parse(*txt);
+    lr.tar_size = j.value("tar_size", uint64_t{0});
+    lr.entries = j.value("entries", uint64_t{0});
+    lr.blob_digest = j.value("blob_digest", std::string());
+    lr.blob_size = j.value("blob_size", uint64_t{0});
+  } catch (const json::exception&) {
+  }
+  return lr;
 }
 
 std::string unique_suffix() {
@@ -376,21 +399,19 @@ Result<ImageRecord> Store::pull(const ImageSource& src, const PullOptions& opt, 
   for (size_t i = 0; i < d.layers.size(); ++i) {
     const LayerDesc& l = d.layers[i];
     LayerRecord lr{i, l.diff_id, l.blob_digest, l.media_type, l.created_by, 0, 0, 0};
-    // Sizes come from the layer's own record (this pull's or an earlier one's).
-    int fd = ::open((layer_dir(l.diff_id) + "/layer.json").c_str(), O_RDONLY | O_CLOEXEC);
-    if (fd >= 0) {
-      Fd o(fd);
-      if (auto txt = read_all(fd, 1 << 20)) {
-        try {
-          json j = json::parse(*txt);
-          lr.tar_size = j.value("tar_size", uint64_t{0});
-          lr.entries = j.value("entries", uint64_t{0});
-          if (lr.blob_digest.empty()) lr.blob_digest = j.value("blob_digest", std::string());
-          lr.blob_size = j.value("blob_size", uint64_t{0});
-        } catch (...) {
-        }
-      }
+    // Sizes: this pull's own numbers, or the record of the earlier pull that unpacked the layer.
+    auto fresh = work_by_hex.find(digest_hex(l.diff_id));
+    LayerRecord sizes;
+    if (fresh != work_by_hex.end()) {
+      const UnpackResult& u = fresh->second->result;
+      sizes = LayerRecord{i, l.diff_id, u.blob_digest, l.media_type, l.created_by, u.blob_size, u.tar_size, u.entries};
+    } else {
+      sizes = read_layer_json(layer_dir(l.diff_id));
     }
+    lr.tar_size = sizes.tar_size;
+    lr.entries = sizes.entries;
+    lr.blob_size = sizes.blob_size;
+    if (lr.blob_digest.empty()) lr.blob_digest = sizes.blob_digest;
     rec.layers.push_back(lr);
   }
   rec.id = digest_hex(d.config_digest);
@@ -507,18 +528,9 @@ Result<std::vector<LayerInfo>> Store::layers() const {
     LayerInfo li;
     li.diff_id = "sha256:" + n;
     if (!is_valid_digest(li.diff_id)) continue;
-    int fd = ::open((root_ + "/layers/" + n + "/layer.json").c_str(), O_RDONLY | O_CLOEXEC);
-    if (fd >= 0) {
-      Fd o(fd);
-      if (auto txt = read_all(fd, 1 << 20)) {
-        try {
-          json j = json::parse(*txt);
-          li.tar_size = j.value("tar_size", uint64_t{0});
-          li.entries = j.value("entries", uint64_t{0});
-        } catch (...) {
-        }
-      }
-    }
+    LayerRecord sizes = read_layer_json(root_ + "/layers/" + n);
+    li.tar_size = sizes.tar_size;
+    li.entries = sizes.entries;
     int dfd = ::open((root_ + "/layers/" + n).c_str(), O_RDONLY | O_DIRECTORY | O_CLOEXEC);
     if (dfd >= 0) {
       li.disk_usage = disk_usage(dfd);

@@ -19,6 +19,7 @@
 
 #include <cstdint>
 #include <functional>
+#include <optional>
 #include <string>
 #include <vector>
 
@@ -74,16 +75,18 @@ class FileLock {
 
 class Store {
  public:
-  // Opens (creating if needed) the store at `dir`, or the default when empty.
-  static Result<Store> open(const std::string& dir);
+  // How a command holds store.lock for its whole life: shared to pull, scan and
+  // list (several at once), exclusive to remove (rm, prune).
+  enum class Lock { None, Shared, Exclusive };
+  // Opens (creating if needed) the store at `dir`, or the default when empty,
+  // and takes store.lock as asked; the lock is released with the Store.
+  static Result<Store> open(const std::string& dir, Lock lock = Lock::None);
   static std::string default_dir();
 
   const std::string& root() const { return root_; }
-  Result<FileLock> lock_shared() const { return FileLock::acquire(root_ + "/store.lock", false); }
-  Result<FileLock> lock_exclusive() const { return FileLock::acquire(root_ + "/store.lock", true); }
 
   // Brings every layer of the image in (unpacking the missing ones in parallel)
-  // and records the image. The caller holds lock_shared().
+  // and records the image. The store is open with Lock::Shared.
   Result<ImageRecord> pull(const ImageSource& src, const PullOptions& opt, PullStats* stats = nullptr);
 
   Result<std::vector<ImageRecord>> images() const;
@@ -91,11 +94,11 @@ class Store {
   // By reference text (as given or canonical) or by a unique prefix of the id.
   Result<ImageRecord> find_image(const std::string& name_or_id) const;
   // Removes `name` from an image that has other names too (as `podman rmi` untags);
-  // false when it is not one of several names. Caller holds lock_exclusive().
+  // false when it is not one of several names. The store is open with Lock::Exclusive.
   Result<bool> untag(const ImageRecord& img, const std::string& name);
-  // Removes the record, then every layer no remaining image uses. Caller holds lock_exclusive().
+  // Removes the record, then every layer no remaining image uses. The store is open with Lock::Exclusive.
   Result<std::vector<std::string>> remove_image(const ImageRecord& img);
-  // Removes layers no image uses and leftovers of interrupted unpacks. Caller holds lock_exclusive().
+  // Removes layers no image uses and leftovers of interrupted unpacks. The store is open with Lock::Exclusive.
   Result<std::vector<std::string>> prune();
 
   std::string layer_dir(const std::string& diff_id) const { return root_ + "/layers/" + diff_id.substr(7); }
@@ -109,6 +112,7 @@ class Store {
   Status save_with_names(ImageRecord& rec);
   std::string root_;
   Fd root_fd_;
+  std::optional<FileLock> held_;
 };
 
 std::string image_record_json(const ImageRecord& r);

@@ -11,20 +11,26 @@
 
 namespace moat {
 
+std::vector<std::string> split_path(std::string_view path) {
+  std::vector<std::string> out;
+  size_t i = 0;
+  while (i <= path.size()) {
+    size_t j = path.find('/', i);
+    if (j == std::string_view::npos) j = path.size();
+    if (j > i) out.emplace_back(path.substr(i, j - i));
+    i = j + 1;
+  }
+  return out;
+}
+
 bool normalize_relative(const std::string& in, std::string& out) {
   out.clear();
   if (!in.empty() && in[0] == '/') return false;
-  size_t i = 0;
-  while (i <= in.size()) {
-    size_t j = in.find('/', i);
-    if (j == std::string::npos) j = in.size();
-    std::string_view c(in.data() + i, j - i);
+  for (const auto& c : split_path(in)) {
     if (c == "..") return false;
-    if (!c.empty() && c != ".") {
-      if (!out.empty()) out += '/';
-      out.append(c);
-    }
-    i = j + 1;
+    if (c == ".") continue;
+    if (!out.empty()) out += '/';
+    out += c;
   }
   return true;
 }
@@ -161,18 +167,13 @@ Result<const TarTree::Entry*> TarTree::resolve(const std::string& path) {
       if (e.link.empty() || e.link[0] == '/') return Error{"\"" + printable(path) + "\" links outside the archive"};
       std::vector<std::string> parts;
       auto push = [&](const std::string& s) -> bool {
-        size_t i = 0;
-        while (i <= s.size()) {
-          size_t j = s.find('/', i);
-          if (j == std::string::npos) j = s.size();
-          std::string c = s.substr(i, j - i);
+        for (auto& c : split_path(s)) {
           if (c == "..") {
             if (parts.empty()) return false;
             parts.pop_back();
-          } else if (!c.empty() && c != ".") {
-            parts.push_back(c);
+          } else if (c != ".") {
+            parts.push_back(std::move(c));
           }
-          i = j + 1;
         }
         return true;
       };

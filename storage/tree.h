@@ -13,6 +13,8 @@
 #include <map>
 #include <memory>
 #include <string>
+#include <string_view>
+#include <vector>
 
 #include "storage/fd.h"
 #include "storage/limits.h"
@@ -74,6 +76,9 @@ class TarTree : public BlobTree {
   std::string file_;
   std::map<std::string, Entry> entries_;
 };
+
+// The components of a '/'-separated path, empty ones dropped ("a//b/" -> a, b).
+std::vector<std::string> split_path(std::string_view path);
 
 // "a/./b//c/" -> "a/b/c"; returns false for ".." or absolute names.
 bool normalize_relative(const std::string& in, std::string& out);

@@ -422,11 +422,8 @@ class EntryWriter {
     if (e.sys_errno != ELOOP && e.sys_errno != EXDEV && e.sys_errno != ENOTDIR) return Error{e.message, e.sys_errno};
     Fd cur(fcntl(root_, F_DUPFD_CLOEXEC, 0));
     std::string sofar;
-    size_t i = 0;
-    while (i <= parent.size() && cur.valid()) {
-      size_t j = parent.find('/', i);
-      if (j == std::string::npos) j = parent.size();
-      std::string c = parent.substr(i, j - i);
+    for (const auto& c : split_path(parent)) {
+      if (!cur.valid()) break;
       sofar += (sofar.empty() ? "" : "/") + c;
       struct stat st;
       if (fstatat(cur.get(), c.c_str(), &st, AT_SYMLINK_NOFOLLOW) != 0) break;
@@ -434,7 +431,6 @@ class EntryWriter {
         return Error{"parent directory \"" + printable(sofar) + "\" is a symlink: refused (never followed)"};
       if (!S_ISDIR(st.st_mode)) return Error{"parent \"" + printable(sofar) + "\" is not a directory"};
       cur.reset(openat(cur.get(), c.c_str(), O_PATH | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC));
-      i = j + 1;
     }
     return Error{"parent \"" + printable(parent) + "\" cannot be used", e.sys_errno};
   }
@@ -442,11 +438,7 @@ class EntryWriter {
   Status create_parents(const std::string& parent) {
     Fd cur(fcntl(root_, F_DUPFD_CLOEXEC, 0));
     std::string sofar;
-    size_t i = 0;
-    while (i <= parent.size()) {
-      size_t j = parent.find('/', i);
-      if (j == std::string::npos) j = parent.size();
-      std::string c = parent.substr(i, j - i);
+    for (const auto& c : split_path(parent)) {
       sofar += (sofar.empty() ? "" : "/") + c;
       int fd = openat(cur.get(), c.c_str(), O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
       if (fd < 0 && errno == ENOENT) {
@@ -464,7 +456,6 @@ class EntryWriter {
       }
       if (fd < 0) return explain_parent(sofar, sys_error("open"));
       cur.reset(fd);
-      i = j + 1;
     }
     return ok_status();
   }
@@ -752,12 +743,10 @@ static Result<Fd> open_lower_owned(int src_root, const std::string& rel) {
   };
   std::vector<Undo> undo;
   Fd cur(fcntl(src_root, F_DUPFD_CLOEXEC, 0));
-  size_t i = 0;
-  while (cur.valid() && i <= rel.size()) {
-    size_t j = rel.find('/', i);
-    bool last = j == std::string::npos;
-    if (last) j = rel.size();
-    std::string c = rel.substr(i, j - i);
+  std::vector<std::string> parts = split_path(rel);
+  for (size_t k = 0; k < parts.size() && cur.valid(); ++k) {
+    const std::string& c = parts[k];
+    bool last = k + 1 == parts.size();
     struct stat st;
     if (fstatat(cur.get(), c.c_str(), &st, AT_SYMLINK_NOFOLLOW) != 0) break;
     mode_t need = last ? S_IRUSR : (S_IRUSR | S_IXUSR);
@@ -768,7 +757,6 @@ static Result<Fd> open_lower_owned(int src_root, const std::string& rel) {
       undo.push_back({Fd(fcntl(cur.get(), F_DUPFD_CLOEXEC, 0)), c, static_cast<mode_t>(st.st_mode & 07777)});
     if (last) break;
     cur.reset(openat(cur.get(), c.c_str(), O_PATH | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC));
-    i = j + 1;
   }
   auto r = open_beneath(src_root, rel, O_RDONLY | O_NOFOLLOW | O_NONBLOCK);
   for (auto it = undo.rbegin(); it != undo.rend(); ++it) fchmodat(it->dir.get(), it->name.c_str(), it->mode, 0);

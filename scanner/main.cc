@@ -19,7 +19,11 @@
 #include "scanner/mount_cmd.h"
 #include "scanner/namespace.h"
 #include "rules/secrets/cli.h"
+#include "scanner/checks.h"
+#include "scanner/ignore.h"
 #include "scanner/report.h"
+#include "scanner/sarif.h"
+#include "scanner/scan.h"
 #include "storage/fsutil.h"
 #include "storage/image.h"
 #include "storage/reference.h"
@@ -116,39 +120,105 @@ Result<ImageRecord> pull_image(const std::string& image, const Common& o, Store&
   return rec;
 }
 
-int cmd_scan(const std::string& image, const Common& o, const std::string& format, const std::string& output,
-             const std::string& fail_on, const std::string& mount_mode) {
+struct ScanArgs {
+  std::string image, format = "table", output, fail_on = "high", mount_mode = "auto";
+  std::string checks;      // --checks LIST (empty: all)
+  std::string ignorefile;  // --ignorefile FILE (empty: ./.moatignore when present)
+};
+
+// Writes the report to stdout or, via a temporary file and a rename, to FILE:
+// a reader of FILE never sees half a report.
+Status write_report(const std::string& text, const std::string& output) {
+  if (output.empty()) {
+    std::fwrite(text.data(), 1, text.size(), stdout);
+    if (std::fflush(stdout) != 0) return sys_error("write the report to stdout");
+    return ok_status();
+  }
+  std::string tmp = output + ".tmp." + std::to_string(getpid());
+  {
+    std::ofstream f(tmp, std::ios::binary | std::ios::trunc);
+    f << text;
+    f.close();
+    if (!f.good()) {
+      ::unlink(tmp.c_str());
+      return sys_error("write " + output);
+    }
+  }
+  if (::rename(tmp.c_str(), output.c_str()) != 0) {
+    Error e = sys_error("write " + output);
+    ::unlink(tmp.c_str());
+    return e;
+  }
+  return ok_status();
+}
+
+int cmd_scan(const ScanArgs& a, const Common& o) {
   auto t0 = std::chrono::steady_clock::now();
+  // Everything the user typed is checked before any work.
   static const char* severities[] = {"critical", "high", "medium", "low", "info", "none"};
   bool sev_ok = false;
-  for (const char* s : severities) sev_ok |= fail_on == s;
+  for (const char* s : severities) sev_ok |= a.fail_on == s;
   if (!sev_ok) return report_error("", Error{"--fail-on must be one of critical, high, medium, low, info, none"});
+  auto checks = select_checks(a.checks);
+  if (!checks) return report_error("", checks.error());
+  const auto& pol = policy::builtin_policy();
+  if (!pol) return report_error("", pol.error());
+  IgnoreList ignores;
+  {
+    auto l = a.ignorefile.empty() ? load_ignore_file(".moatignore", false) : load_ignore_file(a.ignorefile, true);
+    if (!l) return report_error("", l.error());
+    ignores = std::move(l).value();
+  }
+
   auto store = Store::open(o.store, Store::Lock::Shared);
   if (!store) return report_error("", store.error());
-  auto rec = pull_image(image, o, *store);
+  auto rec = pull_image(a.image, o, *store);
   if (!rec) return report_error("", rec.error());
   Report r;
-  r.reference = rec->names.empty() ? image : parse_reference(image).ok() ? parse_reference(image)->text : image;
+  r.reference = rec->names.empty() ? a.image : parse_reference(a.image).ok() ? parse_reference(a.image)->text : a.image;
   r.image = *rec;
   r.scan.rootless = geteuid() != 0 || in_moat_userns();
-  auto mounted = run_scan_mount(*store, *rec, mount_mode, o.quiet, o.verbose);  // scanner/mount_cmd.h
-  if (!mounted) return report_error(image, mounted.error());
+  auto mounted = run_scan_mount(*store, *rec, a.mount_mode, o.quiet, o.verbose);  // scanner/mount_cmd.h
+  if (!mounted) return report_error(a.image, mounted.error());
   r.scan.mode = mounted->mode;
   r.scan.id_mapping = mounted->id_mapping;
+  for (const CheckInfo* c : *checks) r.scan.checks.emplace_back(c->id);
+
+  // The view: the userspace merge already is one; an overlay scan builds it
+  // from the indexes for the metadata truth.
+  std::optional<MergedView> built;
+  if (!mounted->view) {
+    auto v = MergedView::build(*store, *rec);
+    if (!v) return report_error(a.image, v.error());
+    built = std::move(v).value();
+  }
+  const MergedView& view = mounted->view ? *mounted->view : *built;
+  CheckRunOptions copt;
+  copt.checks = *checks;
+  copt.verbose = o.verbose;
+  auto run = run_checks(*store, *rec, *mounted, view, *pol, copt);
+  if (!run) return report_error(a.image, run.error());
+  mounted = Error{"ended"};  // the namespace is no longer needed
+  r.errors = std::move(run->errors);
+
+  IgnoreOutcome ign = apply_ignores(std::move(run->findings), ignores, today_utc());
+  for (const auto& e : ign.expired)
+    std::fprintf(stderr, "moat: warning: ignore entry %s has expired and no longer applies\n", e.describe().c_str());
+  if (o.verbose)
+    for (const auto& e : ign.unused) std::fprintf(stderr, "moat: ignore entry %s matched nothing\n", e.describe().c_str());
+  r.findings = std::move(ign.kept);
+  r.suppressed = ign.suppressed.size();
+  auto status = fail_on_status(r.findings, a.fail_on);
+  if (!status) return report_error("", status.error());
+
   r.scan.duration_ms =
       std::chrono::duration_cast<std::chrono::milliseconds>(std::chrono::steady_clock::now() - t0).count();
   std::string text;
-  if (format == "json") text = report_json(r);
-  else text = report_table(r, output.empty() && isatty(1) && !getenv("NO_COLOR"));
-  if (output.empty()) {
-    std::fwrite(text.data(), 1, text.size(), stdout);
-    std::fflush(stdout);
-  } else {
-    std::ofstream f(output, std::ios::binary | std::ios::trunc);
-    f << text;
-    if (!f.good()) return report_error("", sys_error("write " + output));
-  }
-  return kExitClean;
+  if (a.format == "json") text = report_json(r);
+  else if (a.format == "sarif") text = report_sarif(r, *pol);
+  else text = report_table(r, TableOptions{a.output.empty() && isatty(1) && !getenv("NO_COLOR"), o.verbose, 100});
+  if (auto w = write_report(text, a.output); !w.ok()) return report_error("", w.error());
+  return *status;
 }
 
 int cmd_pull(const std::string& image, const Common& o) {
@@ -255,17 +325,23 @@ int run(int argc, char** argv) {
       "See README.md and docs/ for the store layout, limits and the report format.");
   Common common;
 
-  std::string image, format = "table", output, fail_on = "high";
+  std::string image, mount_mode = "auto";
+  ScanArgs sa;
   auto* scan = app.add_subcommand("scan", "Scan an image (pulls what the store lacks)");
-  scan->add_option("IMAGE", image, "The image to scan")->required();
-  scan->add_option("-f,--format", format, "Report format")->check(CLI::IsMember({"table", "json"}))->capture_default_str();
-  scan->add_option("-o,--output", output, "Write the report to FILE instead of stdout");
-  scan->add_option("--fail-on", fail_on, "Exit 1 when a finding has at least this severity "
+  scan->add_option("IMAGE", sa.image, "The image to scan")->required();
+  scan->add_option("-f,--format", sa.format, "Report format: table, json (moat.report/v1), sarif (SARIF 2.1.0)")
+      ->check(CLI::IsMember({"table", "json", "sarif"}))->capture_default_str();
+  scan->add_option("-o,--output", sa.output, "Write the report to FILE instead of stdout");
+  scan->add_option("--fail-on", sa.fail_on, "Exit 1 when a finding has at least this severity "
                    "(critical, high, medium, low, info, none)")->capture_default_str();
+  scan->add_option("--checks", sa.checks, "Run only these checks: comma-separated check ids and/or categories "
+                   "(setuid, setgid, capability, permission, ownership, device, account, integrity, "
+                   "sensitive-file, config); default all");
+  scan->add_option("--ignorefile", sa.ignorefile, "Accepted findings (docs/moatignore.md); default .moatignore "
+                   "in the working directory when present");
   add_common(scan, common);
   add_pull_options(scan, common);
-  std::string mount_mode = "auto";
-  scan->add_option("--mount", mount_mode, "How to see the merged image: auto (overlay, else userspace), overlay, userspace")
+  scan->add_option("--mount", sa.mount_mode, "How to see the merged image: auto (overlay, else userspace), overlay, userspace")
       ->check(CLI::IsMember({"auto", "overlay", "userspace"}))->capture_default_str();
 
   auto* img = app.add_subcommand("image", "Manage the local layer store");
@@ -343,7 +419,7 @@ int run(int argc, char** argv) {
     std::printf("moat %s\n", MOAT_VERSION);
     return kExitClean;
   }
-  if (*scan) return cmd_scan(image, common, format, output, fail_on, mount_mode);
+  if (*scan) return cmd_scan(sa, common);
   if (*mnt) {
     mount_opts.image = image;
     mount_opts.mode = mount_mode;

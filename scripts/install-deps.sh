@@ -10,7 +10,7 @@ PKGS=(
   libgtest-dev libgmock-dev libbenchmark-dev
   libvectorscan-dev libre2-dev libcurl4-openssl-dev
   # independent producers of real images and helpers used by the tests
-  skopeo umoci podman buildah uidmap fuse-overlayfs
+  skopeo umoci podman buildah uidmap fuse-overlayfs debootstrap
   zstd gzip tar python3 python3-jsonschema jq attr libcap2-bin procps util-linux
 )
 

@@ -62,12 +62,13 @@ mapping)
   mkimg basic basic
   for u in moat-subuid:subuid moat-single:single; do
     user=${u%%:*} want=${u##*:}
-    as "$user" scan --format json "oci:$W/img/basic" >"$W/$user.json" || fail "$user: scan failed"
+    as "$user" scan --fail-on none --format json "oci:$W/img/basic" >"$W/$user.json" || fail "$user: scan failed"
     [[ $(jq -r .scan.mode "$W/$user.json") == overlay ]] || fail "$user: mode is not overlay"
     [[ $(jq -r .scan.id_mapping "$W/$user.json") == "$want" ]] || fail "$user: id_mapping is not $want"
     [[ $(jq -r .scan.rootless "$W/$user.json") == true ]] || fail "$user: not rootless"
     # moat scan (host side, threads) reads the merged root through the fd the session hands over.
-    as "$user" scan -v "oci:$W/img/basic" 2>&1 >/dev/null | grep -q "8 entries at the root (8 seen here)" ||
+    as "$user" scan --fail-on none -v "oci:$W/img/basic" 2>"$W/v.err" >/dev/null || fail "$user: scan -v failed"
+    grep -q "8 entries at the root (8 seen here)" "$W/v.err" ||
       fail "$user: the scanning process does not see the session's merged root"
     # The namespace really maps what the report says.
     lines=$(mnt "$user" basic -- cat /proc/self/uid_map | wc -l)
@@ -78,7 +79,7 @@ mapping)
     fail "single mapping is not announced"
   ! MNT_Q= mnt moat-subuid basic -- true 2>&1 >/dev/null | grep -q "not mapped" || fail "subuid announced as single"
   # Real root: its own mount namespace, no mapping, nothing on the host.
-  "$W/moat" scan --format json --store "$W/root.store" "oci:$W/img/basic" >"$W/root.json" || fail "root scan"
+  "$W/moat" scan --fail-on none --format json --store "$W/root.store" "oci:$W/img/basic" >"$W/root.json" || fail "root scan"
   [[ $(jq -r .scan.mode "$W/root.json") == overlay && $(jq -r .scan.id_mapping "$W/root.json") == none ]] ||
     fail "root: $(jq -c .scan "$W/root.json")"
   inside=$("$W/moat" mount -q --store "$W/root.store" "oci:$W/img/basic" -- grep -c ' - overlay ' /proc/self/mountinfo)
@@ -140,7 +141,7 @@ layers)
     n=$(MOAT_ENV=MOAT_TEST_LEGACY_MOUNT=1 mnt "$user" many200 -- sh -c 'ls layers | wc -l')
     [[ $n -eq 199 ]] || fail "$user: legacy mount of 200 layers shows $n files"
     MOAT_ENV=MOAT_TEST_LEGACY_MOUNT=1 mnt "$user" one -- test -f hello || fail "$user: legacy mount of 1 layer"
-    as "$user" scan --format json --mount overlay "oci:$W/img/many200" | jq -e '.scan.mode == "overlay"' >/dev/null ||
+    as "$user" scan --fail-on none --format json --mount overlay "oci:$W/img/many200" | jq -e '.scan.mode == "overlay"' >/dev/null ||
       fail "$user: 200-layer scan not in overlay mode"
   done
   ;;
@@ -158,14 +159,14 @@ owners)
   MOAT_ENV=MOAT_USERNS_STORE=1 mnt moat-subuid owners -- find . -user root -perm -4000 | sort >"$W/got.4000"
   diff -u "$W/want.4000" "$W/got.4000" || fail "find -user root -perm -4000 differs from root's"
   grep -q usersuid "$W/want" || fail "fixture lacks the user-owned setuid file"
-  MOAT_ENV=MOAT_USERNS_STORE=1 as moat-subuid scan --format json "oci:$W/img/owners" >"$W/o.json" || fail "scan"
+  MOAT_ENV=MOAT_USERNS_STORE=1 as moat-subuid scan --fail-on none --format json "oci:$W/img/owners" >"$W/o.json" || fail "scan"
   [[ $(jq -r '.scan | "\(.mode) \(.id_mapping) \(.rootless)"' "$W/o.json") == "overlay subuid true" ]] ||
     fail "scan in the namespace store: $(jq -c .scan "$W/o.json")"
   # The store's files belong to subordinate ids: rm and prune work from inside.
   MOAT_ENV=MOAT_USERNS_STORE=1 as moat-subuid image rm "oci:$W/img/owners" >/dev/null || fail "image rm"
   [[ -z $(ls -A "$W/users/moat-subuid.store/layers") ]] || fail "layers left after rm"
   # Without a range the variable is ignored, with a note.
-  MOAT_ENV=MOAT_USERNS_STORE=1 as moat-single scan --format json "oci:$W/img/owners" 2>"$W/single.err" |
+  MOAT_ENV=MOAT_USERNS_STORE=1 as moat-single scan --fail-on none --format json "oci:$W/img/owners" 2>"$W/single.err" |
     jq -e '.scan.id_mapping == "single"' >/dev/null || fail "single user with MOAT_USERNS_STORE"
   grep -q "MOAT_USERNS_STORE ignored" "$W/single.err" || fail "no note for the ignored MOAT_USERNS_STORE"
   ;;
@@ -184,7 +185,7 @@ hostile)
         [ "$(cat "name
 with newline")" = nl ] || { echo "odd name lost"; exit 1; }' 2>&1 || fail "$user/$mode: hostile image"
     done
-    as "$user" scan --format json "oci:$W/img/hostile" | jq -e '.scan.mode == "overlay"' >/dev/null ||
+    as "$user" scan --fail-on none --format json "oci:$W/img/hostile" | jq -e '.scan.mode == "overlay"' >/dev/null ||
       fail "$user: hostile image scan"
   done
   ;;
@@ -193,10 +194,10 @@ many)
   # More than the kernel's 500 lowers: auto falls back with one line; overlay refuses.
   mkimg many501 many:501
   # (storage's own limit is 500 layers by default: raised here on purpose)
-  as moat-subuid scan --max-layers 600 --format json "oci:$W/img/many501" >"$W/501.json" 2>"$W/501.err" || fail "501 layers: scan failed"
+  as moat-subuid scan --fail-on none --max-layers 600 --format json "oci:$W/img/many501" >"$W/501.json" 2>"$W/501.err" || fail "501 layers: scan failed"
   [[ $(jq -r .scan.mode "$W/501.json") == userspace ]] || fail "501 layers: not userspace"
   [[ $(wc -l <"$W/501.err") -eq 1 ]] && grep -q "500" "$W/501.err" || fail "501 layers: stderr: $(cat "$W/501.err")"
-  set +e; as moat-subuid scan --max-layers 600 --mount overlay "oci:$W/img/many501" >/dev/null 2>&1; rc=$?; set -e
+  set +e; as moat-subuid scan --fail-on none --max-layers 600 --mount overlay "oci:$W/img/many501" >/dev/null 2>&1; rc=$?; set -e
   [[ $rc -eq 2 ]] || fail "501 layers with --mount overlay: exit $rc, want 2"
   n=$(mnt moat-subuid many501 --max-layers 600 -- sh -c 'ls layers | wc -l' 2>/dev/null)
   [[ $n -eq 500 ]] || fail "501 layers in userspace: $n files, want 500"
@@ -234,10 +235,10 @@ kill)
 fallback)
   mkimg basic basic
   for user in moat-subuid moat-single; do
-    as "$user" scan --format json "oci:$W/img/basic" >"$W/ov.json" 2>"$W/ov.err" || fail "$user: overlay scan"
+    as "$user" scan --fail-on none --format json "oci:$W/img/basic" >"$W/ov.json" 2>"$W/ov.err" || fail "$user: overlay scan"
     [[ ! -s $W/ov.err ]] || fail "$user: overlay scan printed: $(cat "$W/ov.err")"
     # Forced by flag: no attempt, no message.
-    as "$user" scan --format json --mount userspace "oci:$W/img/basic" >"$W/us.json" 2>"$W/us.err" ||
+    as "$user" scan --fail-on none --format json --mount userspace "oci:$W/img/basic" >"$W/us.json" 2>"$W/us.err" ||
       fail "$user: userspace scan"
     [[ $(jq -r .scan.mode "$W/us.json") == userspace && ! -s $W/us.err ]] || fail "$user: --mount userspace"
     # Same report in both modes, apart from how it was mounted and how long it took.
@@ -245,7 +246,7 @@ fallback)
     diff <(jq -S "$strip" "$W/ov.json") <(jq -S "$strip" "$W/us.json") || fail "$user: reports differ between modes"
     # Chosen automatically when the kernel refuses, at each stage it can refuse.
     for seam in 1 idmap mount; do
-      MOAT_ENV=MOAT_TEST_DENY_USERNS=$seam as "$user" scan --format json "oci:$W/img/basic" >"$W/fb.json" 2>"$W/fb.err" ||
+      MOAT_ENV=MOAT_TEST_DENY_USERNS=$seam as "$user" scan --fail-on none --format json "oci:$W/img/basic" >"$W/fb.json" 2>"$W/fb.err" ||
         fail "$user: auto with refusal '$seam' failed"
       [[ $(jq -r .scan.mode "$W/fb.json") == userspace ]] || fail "$user: refusal '$seam' did not fall back"
       [[ $(wc -l <"$W/fb.err") -eq 1 ]] || fail "$user: refusal '$seam': want one line, got: $(cat "$W/fb.err")"

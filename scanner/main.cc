@@ -24,6 +24,7 @@
 #include "scanner/report.h"
 #include "scanner/sarif.h"
 #include "scanner/scan.h"
+#include "scanner/secret_scan.h"
 #include "storage/fsutil.h"
 #include "storage/image.h"
 #include "storage/reference.h"
@@ -124,7 +125,24 @@ struct ScanArgs {
   std::string image, format = "table", output, fail_on = "high", mount_mode = "auto";
   std::string checks;      // --checks LIST (empty: all)
   std::string ignorefile;  // --ignorefile FILE (empty: ./.moatignore when present)
+  secrets::RulesOptions rules_opts;  // --rules DIR, --disable ID
 };
+
+// "a, b,,c" -> {"a", "b", "c"}
+std::vector<std::string> split_list(const std::string& s) {
+  std::vector<std::string> out;
+  size_t pos = 0;
+  while (pos <= s.size()) {
+    size_t comma = s.find(',', pos);
+    if (comma == std::string::npos) comma = s.size();
+    std::string item = s.substr(pos, comma - pos);
+    item.erase(0, item.find_first_not_of(' '));
+    item.erase(item.find_last_not_of(' ') + 1);
+    if (!item.empty()) out.push_back(item);
+    pos = comma + 1;
+  }
+  return out;
+}
 
 // Writes the report to stdout or, via a temporary file and a rename, to FILE:
 // a reader of FILE never sees half a report.
@@ -159,8 +177,19 @@ int cmd_scan(const ScanArgs& a, const Common& o) {
   bool sev_ok = false;
   for (const char* s : severities) sev_ok |= a.fail_on == s;
   if (!sev_ok) return report_error("", Error{"--fail-on must be one of critical, high, medium, low, info, none"});
-  auto checks = select_checks(a.checks);
+  // "secret" (the category of issue 5's rules) is not in the check registry:
+  // it switches the secret scan, everything else selects registry checks.
+  bool secrets_on = a.checks.empty();
+  std::string registry_list;
+  for (const auto& name : split_list(a.checks)) {
+    if (name == "secret" || name == "secrets") secrets_on = true;
+    else registry_list += (registry_list.empty() ? "" : ",") + name;
+  }
+  std::vector<const CheckInfo*> none;
+  auto checks = a.checks.empty() || !registry_list.empty() ? select_checks(registry_list) : Result(none);
   if (!checks) return report_error("", checks.error());
+  auto rules = secrets::load_rules(a.rules_opts.rule_dirs, a.rules_opts.disabled, a.rules_opts.builtin);
+  if (!rules) return report_error("", rules.error());
   const auto& pol = policy::builtin_policy();
   if (!pol) return report_error("", pol.error());
   IgnoreList ignores;
@@ -183,6 +212,26 @@ int cmd_scan(const ScanArgs& a, const Common& o) {
   r.scan.mode = mounted->mode;
   r.scan.id_mapping = mounted->id_mapping;
   for (const CheckInfo* c : *checks) r.scan.checks.emplace_back(c->id);
+  if (secrets_on) r.scan.checks.emplace_back("secret");
+
+  // The secret engine (its compiled database is cached in the store). It
+  // runs even without the secret checks: every history line the report shows
+  // goes through it, so no output holds a whole secret.
+  secrets::SecretScanner::Options sopt;
+  sopt.cache_dir = store->root() + "/cache";
+  if (!make_dirs(sopt.cache_dir, 0700).ok()) sopt.cache_dir.clear();  // no cache: compile each time
+  auto scanner = secrets::SecretScanner::create(std::move(rules).value(), sopt);
+  if (!scanner) return report_error("", scanner.error());
+  std::vector<Finding> config_secrets;
+  if (secrets_on) {
+    auto cs = config_secret_findings(*rec, **scanner);
+    if (!cs) return report_error(a.image, cs.error());
+    config_secrets = std::move(cs).value();
+  }
+  const ImageRecord shown = redact_history(*rec, **scanner);
+  r.image = shown;
+  for (auto& f : config_secrets)
+    if (f.layer && f.layer->index < shown.layers.size()) f.layer->created_by = shown.layers[f.layer->index].created_by;
 
   // The view: the userspace merge already is one; an overlay scan builds it
   // from the indexes for the metadata truth.
@@ -196,8 +245,10 @@ int cmd_scan(const ScanArgs& a, const Common& o) {
   CheckRunOptions copt;
   copt.checks = *checks;
   copt.verbose = o.verbose;
-  auto run = run_checks(*store, *rec, *mounted, view, *pol, copt);
+  if (secrets_on) copt.secrets = scanner->get();
+  auto run = run_checks(*store, shown, *mounted, view, *pol, copt);
   if (!run) return report_error(a.image, run.error());
+  for (auto& f : config_secrets) run->findings.push_back(std::move(f));
   mounted = Error{"ended"};  // the namespace is no longer needed
   r.errors = std::move(run->errors);
 
@@ -336,7 +387,10 @@ int run(int argc, char** argv) {
                    "(critical, high, medium, low, info, none)")->capture_default_str();
   scan->add_option("--checks", sa.checks, "Run only these checks: comma-separated check ids and/or categories "
                    "(setuid, setgid, capability, permission, ownership, device, account, integrity, "
-                   "sensitive-file, config); default all");
+                   "sensitive-file, config, secret); default all");
+  scan->add_option("--rules", sa.rules_opts.rule_dirs, "Add the secret rule files of DIR (repeatable; "
+                   "rules/README.md has the format)");
+  scan->add_option("--disable", sa.rules_opts.disabled, "Disable the secret rule with this id (repeatable)");
   scan->add_option("--ignorefile", sa.ignorefile, "Accepted findings (docs/moatignore.md); default .moatignore "
                    "in the working directory when present");
   add_common(scan, common);

@@ -14,6 +14,7 @@
 
 #include "scanner/identity.h"
 #include "scanner/packages.h"
+#include "scanner/secret_scan.h"
 #include "scanner/walk.h"
 #include "storage/fd.h"
 #include "storage/fsutil.h"
@@ -177,9 +178,8 @@ Result<std::optional<std::string>> read_image_file(const MergedView& view, const
 
 Result<CheckRunResult> run_checks(const Store& store, const ImageRecord& img, const ScanMount& mount,
                                   const MergedView& view, const policy::Policy& policy, const CheckRunOptions& opt) {
-  (void)store;
   CheckRunResult out;
-  if (opt.checks.empty()) return out;
+  if (opt.checks.empty() && !opt.secrets) return out;
   ReadImageFile read = [&](const std::string& p) { return read_image_file(view, p); };
 
   // The image's databases: an unreadable one fails the scan rather than
@@ -244,7 +244,7 @@ Result<CheckRunResult> run_checks(const Store& store, const ImageRecord& img, co
     out.errors.push_back(std::move(e));
   };
 
-  if (mount.session) {
+  if (!opt.checks.empty() && mount.session) {
     // The kernel's merged tree, walked from the host side.
     auto walk_errors = parallel_walk(mount.session->root_fd(), [&](const WalkEntry& we) {
       size_t i = index_of(we.path);
@@ -284,7 +284,7 @@ Result<CheckRunResult> run_checks(const Store& store, const ImageRecord& img, co
   }
   // Userspace mode, and in overlay mode what the walk could not reach: from the view.
   std::atomic<size_t> unreached{0};
-  tbb::parallel_for(tbb::blocked_range<size_t>(0, order.size(), 256), [&](const tbb::blocked_range<size_t>& r) {
+  if (!opt.checks.empty()) tbb::parallel_for(tbb::blocked_range<size_t>(0, order.size(), 256), [&](const tbb::blocked_range<size_t>& r) {
     for (size_t i = r.begin(); i != r.end(); ++i) {
       if (seen[i]) continue;
       if (mount.session) ++unreached;
@@ -301,7 +301,7 @@ Result<CheckRunResult> run_checks(const Store& store, const ImageRecord& img, co
 
   // What a later layer removed or replaced: it ships in the image all the same.
   std::atomic<size_t> deleted_count{0};
-  for (size_t li = 0; li < img.layers.size(); ++li) {
+  for (size_t li = 0; li < img.layers.size() && !opt.checks.empty(); ++li) {
     auto idx = store.layer_index(img.layers[li].diff_id);
     if (!idx) return std::move(idx).error().context("layer " + std::to_string(li));
     const std::string diff = view.diff_dir(li);
@@ -335,6 +335,11 @@ Result<CheckRunResult> run_checks(const Store& store, const ImageRecord& img, co
   out.findings = std::move(all.findings);
   for (auto& e : all.errors) out.errors.push_back(std::move(e));
 
+  if (opt.secrets) {
+    SecretScanContext sctx{store, img, view, identity, packages, *opt.secrets, opt.verbose};
+    MOAT_ASSIGN_OR_RETURN(auto secrets, secret_findings(sctx, out.errors));
+    for (auto& f : secrets) out.findings.push_back(std::move(f));
+  }
   for (auto& f : account_findings(identity, sources, policy))
     if (ctx.selection.has(f.rule_id)) out.findings.push_back(std::move(f));
   auto cfg = config_findings(img, ctx);

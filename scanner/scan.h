@@ -17,14 +17,16 @@
 //     the view's entries, content from the layer that provides each.
 //  4. Entries a later layer removed or replaced are checked too, as deleted
 //     (only the sensitive-file checks apply to them: check_entry()).
-//  5. Account and image-config findings are added; secrets (secret_scan.h)
-//     are the caller's.
+//  5. Account and image-config findings are added, and with a secret
+//     scanner every layer's files are scanned (secret_scan.h); the config's
+//     secrets are the caller's (it scans the config before redacting it).
 #pragma once
 
 #include <string>
 #include <vector>
 
 #include "rules/policy/policy.h"
+#include "rules/secrets/engine.h"
 #include "scanner/checks.h"
 #include "scanner/findings.h"
 #include "scanner/merged_view.h"
@@ -36,6 +38,8 @@ namespace moat {
 
 struct CheckRunOptions {
   std::vector<const CheckInfo*> checks;  // the selected checks; empty: none
+  // Non-null: also scan every layer's files for secrets (secret_scan.h).
+  const secrets::SecretScanner* secrets = nullptr;
   bool verbose = false;
 };
 

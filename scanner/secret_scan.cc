@@ -1,0 +1,349 @@
+#include "scanner/secret_scan.h"
+
+#include <fcntl.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include <algorithm>
+#include <map>
+#include <mutex>
+#include <nlohmann/json.hpp>
+#include <set>
+#include <tbb/enumerable_thread_specific.h>
+#include <tbb/parallel_for.h>
+#include <unordered_map>
+#include <unordered_set>
+
+#include "storage/fd.h"
+#include "storage/fsutil.h"
+#include "storage/layer_index.h"
+
+namespace moat {
+
+namespace {
+
+using json = nlohmann::json;
+
+constexpr const char* kCacheSchema = "moat.secrets-cache/v1";
+constexpr const char* kWhy =
+    "A credential in an image ships to everyone who can pull the image. Deleting or overwriting it in a later "
+    "layer does not remove it: the earlier layer still holds it, and `docker save` or any registry client gets it back.";
+constexpr const char* kFix =
+    "Revoke and rotate the credential now, then rebuild without it: pass build-time secrets with "
+    "`RUN --mount=type=secret` (never ARG, ENV or COPY) and runtime secrets through the orchestrator.";
+
+std::string cache_name(const secrets::SecretScanner& scanner) {
+  std::string v = scanner.rules().version();  // "sha256:<hex>"
+  return "secrets-" + v.substr(v.find(':') + 1, 16) + ".json";
+}
+
+std::optional<LayerSecrets> load_cache(const Store& store, const std::string& diff_id,
+                                       const secrets::SecretScanner& scanner) {
+  Fd dir(::open(store.layer_dir(diff_id).c_str(), O_RDONLY | O_DIRECTORY | O_CLOEXEC));
+  if (!dir.valid()) return std::nullopt;
+  auto text = read_file_beneath(dir.get(), cache_name(scanner), 1u << 30);
+  if (!text) return std::nullopt;
+  json j = json::parse(*text, nullptr, false);
+  if (j.is_discarded() || !j.is_object() || j.value("schema", "") != kCacheSchema ||
+      j.value("diff_id", "") != diff_id || j.value("rules_version", "") != scanner.rules().version())
+    return std::nullopt;
+  try {
+    LayerSecrets out;
+    out.cached = true;
+    out.files = j.at("files").get<uint64_t>();
+    out.bytes = j.at("bytes").get<uint64_t>();
+    for (const auto& h : j.at("hits")) {
+      auto path = unescape_field(h.at(0).get<std::string>());
+      auto red = unescape_field(h.at(3).get<std::string>());
+      if (!path || !red) return std::nullopt;
+      out.hits.push_back(LayerSecretHit{*path, h.at(1).get<std::string>(), h.at(2).get<uint64_t>(), *red,
+                                        h.at(4).get<std::string>()});
+    }
+    for (const auto& e : j.at("errors")) {
+      auto s = unescape_field(e.get<std::string>());
+      if (!s) return std::nullopt;
+      out.errors.push_back(*s);
+    }
+    return out;
+  } catch (const json::exception&) {
+    return std::nullopt;  // a damaged cache is only a miss
+  }
+}
+
+// Best effort: a store we cannot write (read-only, another user's layer
+// directory) only costs a rescan next time.
+void save_cache(const Store& store, const std::string& diff_id, const secrets::SecretScanner& scanner,
+                const LayerSecrets& s) {
+  json j;
+  j["schema"] = kCacheSchema;
+  j["diff_id"] = diff_id;
+  j["rules_version"] = scanner.rules().version();
+  j["files"] = s.files;
+  j["bytes"] = s.bytes;
+  j["hits"] = json::array();
+  // Paths and redacted text are image bytes: escaped as in index.tsv, so the JSON stays valid.
+  for (const auto& h : s.hits)
+    j["hits"].push_back({escape_field(h.path), h.rule_id, h.line, escape_field(h.redacted), h.secret_fp});
+  j["errors"] = json::array();
+  for (const auto& e : s.errors) j["errors"].push_back(escape_field(e));
+  Fd dir(::open(store.layer_dir(diff_id).c_str(), O_RDONLY | O_DIRECTORY | O_CLOEXEC));
+  if (!dir.valid()) return;
+  (void)write_file_atomic(dir.get(), cache_name(scanner), j.dump() + "\n", 0600);
+}
+
+bool hit_less(const LayerSecretHit& a, const LayerSecretHit& b) {
+  return std::tie(a.path, a.line, a.rule_id, a.secret_fp) < std::tie(b.path, b.line, b.rule_id, b.secret_fp);
+}
+
+std::unordered_map<std::string_view, const secrets::SecretRule*> rules_by_id(const secrets::SecretScanner& s) {
+  std::unordered_map<std::string_view, const secrets::SecretRule*> m;
+  for (const auto& r : s.rules().rules) m.emplace(r.id, &r);
+  return m;
+}
+
+Finding make_secret_finding(const secrets::SecretRule* rule, const std::string& rule_id, const std::string& redacted,
+                            uint64_t line, const std::string& secret_fp) {
+  Finding f;
+  f.rule_id = rule_id;
+  f.category = Category::Secret;
+  f.severity = rule ? parse_severity(rule->severity).value_or(Severity::High) : Severity::High;
+  f.title = rule ? rule->title : rule_id;
+  f.description = kWhy;
+  f.remediation = kFix;
+  f.secret = SecretInfo{rule_id, redacted, line};
+  // One finding per distinct secret at a place: the secret's own
+  // fingerprint (never the secret) tells two keys in one file apart.
+  f.detail = secret_fp;
+  return f;
+}
+
+}  // namespace
+
+Result<LayerSecrets> scan_layer_secrets(const Store& store, const std::string& diff_id,
+                                        const secrets::SecretScanner& scanner) {
+  if (auto c = load_cache(store, diff_id, scanner)) return std::move(*c);
+  MOAT_ASSIGN_OR_RETURN(std::vector<IndexEntry> idx, store.layer_index(diff_id));
+  Fd root(::open(store.diff_dir(diff_id).c_str(), O_RDONLY | O_DIRECTORY | O_CLOEXEC));
+  if (!root.valid()) return sys_error("open layer " + diff_id);
+
+  // Every regular file with content. A hardlink to a file of this layer is
+  // the same bytes (scanned once, at the target); one to a lower layer's file
+  // is a copy of it here, and is scanned.
+  std::unordered_set<std::string_view> files;
+  for (const auto& e : idx)
+    if (e.type == EntryType::File) files.insert(e.path);
+  std::vector<const IndexEntry*> todo;
+  for (const auto& e : idx)
+    if (e.size > 0 && (e.type == EntryType::File || (e.type == EntryType::Hardlink && !files.count(e.link))))
+      todo.push_back(&e);
+  // Largest first, so one huge file does not start last and run alone.
+  std::stable_sort(todo.begin(), todo.end(), [](const IndexEntry* a, const IndexEntry* b) { return a->size > b->size; });
+
+  tbb::enumerable_thread_specific<LayerSecrets> local;
+  tbb::parallel_for(tbb::blocked_range<size_t>(0, todo.size(), 1), [&](const tbb::blocked_range<size_t>& r) {
+    LayerSecrets& mine = local.local();
+    for (size_t i = r.begin(); i != r.end(); ++i) {
+      const IndexEntry& e = *todo[i];
+      auto fd = open_beneath(root.get(), e.path.substr(1), O_RDONLY | O_NOFOLLOW | O_NONBLOCK | O_NOCTTY);
+      struct stat st;
+      if (fd && (fstat(fd->get(), &st) != 0 || !S_ISREG(st.st_mode))) fd = Error{"is not a regular file on disk"};
+      if (!fd) {
+        mine.errors.push_back(printable(e.path, 4096) + ": " + fd.error().describe());
+        continue;
+      }
+      std::set<std::pair<std::string, std::string>> seen;  // (rule, secret fp) once per file
+      size_t before = mine.hits.size();
+      auto stats = scanner.scan_fd(fd->get(), UINT64_MAX, [&](const secrets::SecretFinding& s) {
+        if (seen.emplace(s.rule_id, s.fingerprint).second)
+          mine.hits.push_back(LayerSecretHit{e.path, s.rule_id, s.line, s.redacted, s.fingerprint});
+        return secrets::SinkAction::kContinue;
+      });
+      if (!stats) {
+        mine.hits.resize(before);
+        mine.errors.push_back(printable(e.path, 4096) + ": " + stats.error().describe());
+        continue;
+      }
+      ++mine.files;
+      mine.bytes += stats->bytes;
+    }
+  });
+  LayerSecrets out;
+  for (auto& l : local) {
+    out.files += l.files;
+    out.bytes += l.bytes;
+    for (auto& h : l.hits) out.hits.push_back(std::move(h));
+    for (auto& e : l.errors) out.errors.push_back(std::move(e));
+  }
+  std::sort(out.hits.begin(), out.hits.end(), hit_less);
+  std::sort(out.errors.begin(), out.errors.end());
+  save_cache(store, diff_id, scanner, out);
+  return out;
+}
+
+Result<std::vector<Finding>> secret_findings(const SecretScanContext& ctx, std::vector<std::string>& errors) {
+  const ImageRecord& img = ctx.img;
+  std::vector<std::optional<Result<LayerSecrets>>> per_layer(img.layers.size());
+  tbb::parallel_for(size_t{0}, img.layers.size(), [&](size_t i) {
+    per_layer[i] = scan_layer_secrets(ctx.store, img.layers[i].diff_id, ctx.scanner);
+  });
+  auto rules = rules_by_id(ctx.scanner);
+  std::vector<Finding> out;
+  for (size_t li = 0; li < per_layer.size(); ++li) {
+    if (!per_layer[li]->ok())
+      return std::move(*per_layer[li]).error().context("secret scan of layer " + std::to_string(li));
+    const LayerSecrets& ls = per_layer[li]->value();
+    if (ctx.verbose)
+      std::fprintf(stderr, "moat: layer %zu: %s: %llu files, %s, %zu secrets\n", li,
+                   ls.cached ? "secrets from the cache" : "secrets scanned",
+                   static_cast<unsigned long long>(ls.files), human_bytes(ls.bytes).c_str(), ls.hits.size());
+    for (const auto& e : ls.errors) errors.push_back("layer " + std::to_string(li) + ": " + e);
+    if (ls.hits.empty()) continue;
+    // Owner and mode of this layer's copy: from its own index.
+    MOAT_ASSIGN_OR_RETURN(std::vector<IndexEntry> idx, ctx.store.layer_index(img.layers[li].diff_id));
+    std::unordered_map<std::string_view, const IndexEntry*> meta;
+    for (const auto& e : idx) meta[e.path] = &e;
+    LayerRef layer{img.layers[li].index, img.layers[li].diff_id, img.layers[li].created_by};
+    for (const auto& h : ls.hits) {
+      auto rit = rules.find(h.rule_id);
+      Finding f = make_secret_finding(rit == rules.end() ? nullptr : rit->second, h.rule_id, h.redacted, h.line,
+                                      h.secret_fp);
+      f.target = Target::Filesystem;
+      f.path = h.path;
+      f.layer = layer;
+      const ViewEntry* ve = ctx.view.find(h.path);
+      f.deleted = !ve || ve->layer != li;
+      if (auto m = meta.find(h.path); m != meta.end()) {
+        f.owner = ctx.identity.owner(m->second->uid, m->second->gid);
+        f.mode = m->second->mode & 07777;
+      }
+      if (const std::string* pkg = ctx.packages.owner_of(h.path)) f.package = *pkg;
+      f.message = f.title + " in " + printable(h.path, 4096) +
+                  (h.line ? " line " + std::to_string(h.line) : std::string(" (binary content)")) +
+                  (f.deleted ? ": removed or replaced by a later layer, but layer " + std::to_string(li) + " still ships it"
+                             : "");
+      finalize_finding(f);
+      out.push_back(std::move(f));
+    }
+  }
+  return out;
+}
+
+Result<std::vector<Finding>> config_secret_findings(const ImageRecord& img, const secrets::SecretScanner& scanner) {
+  std::vector<Finding> out;
+  if (img.config.empty()) return out;
+  json cfg = json::parse(img.config, nullptr, false);
+  if (cfg.is_discarded() || !cfg.is_object()) return Error{"image config is not a JSON object"};
+  auto rules = rules_by_id(scanner);
+  const json empty = json::object();
+  const json& c = cfg.contains("config") && cfg["config"].is_object() ? cfg["config"] : empty;
+
+  // Scans one config string; `what` names where it is (never its value).
+  auto scan = [&](const std::string& text, const std::string& field, const std::string& what,
+                  const std::optional<LayerRef>& layer) -> Status {
+    std::set<std::pair<std::string, std::string>> seen;
+    auto st = scanner.scan_buffer(text.data(), text.size(), [&](const secrets::SecretFinding& s) {
+      if (!seen.emplace(s.rule_id, s.fingerprint).second) return secrets::SinkAction::kContinue;
+      auto rit = rules.find(s.rule_id);
+      Finding f = make_secret_finding(rit == rules.end() ? nullptr : rit->second, s.rule_id, s.redacted, s.line,
+                                      s.fingerprint);
+      f.target = Target::Config;
+      f.config_field = field;
+      f.layer = layer;
+      // Two variables holding one token are two places to fix.
+      f.detail = what + "\n" + s.fingerprint;
+      f.message = f.title + " in the image config: " + what;
+      finalize_finding(f);
+      out.push_back(std::move(f));
+      return secrets::SinkAction::kContinue;
+    });
+    if (!st) return std::move(st).error().context("image config " + field);
+    return ok_status();
+  };
+
+  if (c.contains("Env") && c["Env"].is_array())
+    for (const auto& e : c["Env"])
+      if (e.is_string()) {
+        std::string s = e.get<std::string>();
+        MOAT_TRY(scan(s, "Env", "Env " + printable(s.substr(0, s.find('=')), 128), std::nullopt));
+      }
+  if (c.contains("Labels") && c["Labels"].is_object())
+    for (const auto& [k, v] : c["Labels"].items())
+      if (v.is_string()) MOAT_TRY(scan(k + "=" + v.get<std::string>(), "Labels", "label " + printable(k, 128), std::nullopt));
+
+  // History: entries that made a layer map to layers in order, as in config_findings().
+  if (cfg.contains("history") && cfg["history"].is_array()) {
+    const json& hist = cfg["history"];
+    size_t made = 0;
+    for (const auto& h : hist)
+      if (!(h.is_object() && h.value("empty_layer", false))) ++made;
+    bool mapped = made == img.layers.size();
+    size_t li = 0;
+    for (size_t i = 0; i < hist.size(); ++i) {
+      const json& h = hist[i];
+      if (!h.is_object()) continue;
+      bool empty_layer = h.contains("empty_layer") && h["empty_layer"].is_boolean() && h["empty_layer"].get<bool>();
+      std::optional<LayerRef> layer;
+      if (!empty_layer) {
+        if (mapped && li < img.layers.size())
+          layer = LayerRef{img.layers[li].index, img.layers[li].diff_id, img.layers[li].created_by};
+        ++li;
+      }
+      if (h.contains("created_by") && h["created_by"].is_string())
+        MOAT_TRY(scan(h["created_by"].get<std::string>(), "History", "history step " + std::to_string(i), layer));
+    }
+  }
+  return out;
+}
+
+std::string redact_text(const std::string& text, const secrets::SecretScanner& scanner) {
+  std::vector<std::pair<uint64_t, uint64_t>> spans;  // [begin, end) of each secret
+  auto st = scanner.scan_buffer(text.data(), text.size(), [&](const secrets::SecretFinding& s) {
+    spans.emplace_back(s.offset, s.offset + s.length);
+    return secrets::SinkAction::kContinue;
+  });
+  // A line the engine cannot scan is not shown at all rather than shown whole.
+  if (!st) return "(history line withheld: " + st.error().describe() + ")";
+  if (spans.empty()) return text;
+  std::sort(spans.begin(), spans.end());
+  std::string out;
+  uint64_t pos = 0;
+  for (size_t i = 0; i < spans.size();) {
+    uint64_t b = spans[i].first, e = spans[i].second;
+    for (++i; i < spans.size() && spans[i].first < e; ++i) e = std::max(e, spans[i].second);  // merge overlaps
+    if (b < pos) b = pos;
+    if (e > text.size()) e = text.size();
+    out.append(text, pos, b - pos);
+    out += secrets::redact(std::string_view(text).substr(b, e - b));
+    pos = e;
+  }
+  out.append(text, pos, std::string::npos);
+  return out;
+}
+
+ImageRecord redact_history(const ImageRecord& img, const secrets::SecretScanner& scanner) {
+  ImageRecord out = img;
+  std::map<std::string, std::string> changed;
+  auto fix = [&](const std::string& s) {
+    auto it = changed.find(s);
+    if (it == changed.end()) it = changed.emplace(s, redact_text(s, scanner)).first;
+    return it->second;
+  };
+  for (auto& l : out.layers) l.created_by = fix(l.created_by);
+  if (!img.config.empty()) {
+    json cfg = json::parse(img.config, nullptr, false);
+    if (cfg.is_object() && cfg.contains("history") && cfg["history"].is_array()) {
+      bool any = false;
+      for (auto& h : cfg["history"])
+        if (h.is_object() && h.contains("created_by") && h["created_by"].is_string()) {
+          std::string was = h["created_by"].get<std::string>(), now = fix(was);
+          if (now != was) h["created_by"] = now, any = true;
+        }
+      // The record's config is only read by the checks from here on; its
+      // digest was verified at pull time against the original bytes.
+      if (any) out.config = cfg.dump(-1, ' ', false, json::error_handler_t::replace);
+    }
+  }
+  return out;
+}
+
+}  // namespace moat

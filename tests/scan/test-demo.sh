@@ -1,0 +1,51 @@
+#!/usr/bin/env bash
+# The bundled example image (examples/demo-image, README's first command):
+# as the unprivileged user moat-subuid, `moat scan` exits 1 and reports exactly
+# the findings examples/README.md lists (rule, subject, layer, deleted), the
+# table and SARIF say the same, and no output holds either planted token whole.
+source "$(dirname "$0")/lib.sh"
+cp -r "$SCAN_DIR/../../examples/demo-image" "$W/pub/demo"
+chmod -R a+rX "$W/pub/demo"
+IMG=oci:$W/pub/demo:latest
+
+scan_as moat-subuid 1 "$IMG" --format json
+cp "$W/out" "$W/report.json"
+validate_report "$W/report.json"
+got=$(jq -r '.findings[] | [.severity, .rule_id, (.path // ("config " + .config_field)),
+             (if .layer then (.layer.index|tostring) else "-" end), (.deleted|tostring)] | @tsv' "$W/report.json")
+want=$(cat <<'WANT'
+critical	setuid-script	/usr/local/bin/rootsh	1	false
+critical	aws.secret-access-key	/opt/app/config/aws-credentials	0	true
+critical	db.postgres-url	/opt/app/.env	2	false
+critical	github.pat.classic	config Env	-	false
+critical	github.pat.classic	config History	-	false
+high	shadow-readable	/etc/shadow	0	false
+high	account-extra-uid0	/etc/passwd	0	false
+high	aws.access-key-id	/opt/app/config/aws-credentials	0	true
+high	shadow.password-hash	/etc/shadow	0	false
+medium	world-writable	/var/tmp/uploads	1	false
+medium	account-duplicate	/etc/passwd	0	false
+medium	generic.env-assignment	/opt/app/.env	2	false
+medium	sensitive-dotenv	/opt/app/.env	2	false
+medium	config-runs-as-root	config User	-	false
+low	unknown-owner	/opt/app/data/orphan.dat	1	false
+info	config-no-healthcheck	config Healthcheck	-	false
+WANT
+)
+diff <(echo "$want") <(echo "$got") || fail "findings differ from examples/README.md (- expected, + got)"
+# Owner names come from the image's own passwd/group.
+[[ $(jq -r '.findings[] | select(.rule_id=="shadow-readable") | "\(.owner.user):\(.owner.group) \(.mode)"' "$W/report.json") == "root:shadow 0644" ]] ||
+  fail "shadow-readable: owner/mode"
+[[ $(jq -r '.findings[] | select(.rule_id=="sensitive-dotenv") | "\(.owner.user):\(.owner.group)"' "$W/report.json") == "app:app" ]] ||
+  fail "sensitive-dotenv: owner names"
+
+scan_as moat-subuid 1 "$IMG"
+cp "$W/out" "$W/table.txt"
+grep -q "16 findings: 5 critical, 4 high, 5 medium, 1 low, 1 info" "$W/table.txt" || fail "table summary"
+scan_as moat-subuid 1 "$IMG" --format sarif -o "$W/users/demo.sarif"
+[[ $(jq '.runs[0].results | length' "$W/users/demo.sarif") -eq 16 ]] || fail "SARIF result count"
+scan_as moat-subuid 0 "$IMG" --fail-on none
+for secret in ghp_MoatDemoFakeToken000aBcDeFgHiJkLmNoP AKIAMOATDEMO4Q7X2K5J; do
+  ! grep -q "$secret" "$W/report.json" "$W/table.txt" "$W/users/demo.sarif" "$W/err" || fail "a whole secret in the output"
+done
+echo "PASS: $TEST_NAME"

@@ -48,4 +48,22 @@ scan_as moat-subuid 0 "$IMG" --fail-on none
 for secret in ghp_MoatDemoFakeToken000aBcDeFgHiJkLmNoP AKIAMOATDEMO4Q7X2K5J; do
   ! grep -q "$secret" "$W/report.json" "$W/table.txt" "$W/users/demo.sarif" "$W/err" || fail "a whole secret in the output"
 done
+
+# Users' own rules and disabled rules, on the scan itself.
+mkdir -m 0755 "$W/pub/rules"
+cat >"$W/pub/rules/acme.json" <<'RULES'
+{"family": "acme", "rules": [{
+  "id": "acme.internal-id", "title": "ACME internal app id", "category": "secret", "severity": "low",
+  "pattern": "(app\\.py)", "examples": [{"text": "COPY app.py /", "secret": "app.py"}],
+  "negative_examples": ["COPY main.py /"], "references": ["https://example.invalid/acme"]}]}
+RULES
+chmod 0644 "$W/pub/rules/acme.json"
+scan_as moat-subuid 1 "$IMG" --format json --rules "$W/pub/rules" --disable aws.access-key-id --disable shadow.password-hash
+jq -e '[.findings[] | select(.rule_id == "aws.access-key-id" or .rule_id == "shadow.password-hash")] | length == 0' "$W/out" >/dev/null ||
+  fail "--disable left the rule on"
+# The custom rule matches the history step "COPY .env app.py /opt/app/", which made layer 2.
+jq -e '[.findings[] | select(.rule_id == "acme.internal-id" and .config_field == "History" and .layer.index == 2)] | length == 1' "$W/out" >/dev/null ||
+  fail "--rules: the custom rule did not report the history step"
+scan_as moat-subuid 2 "$IMG" --disable no.such-rule
+grep -q "no.such-rule" "$W/err" || fail "an unknown --disable id is not named"
 echo "PASS: $TEST_NAME"

@@ -245,8 +245,11 @@ int cmd_scan(const ScanArgs& a, const Common& o) {
   CheckRunOptions copt;
   copt.checks = *checks;
   copt.verbose = o.verbose;
+  const bool tty = isatty(2) && !o.quiet && !o.verbose;  // -v prints its own lines
+  if (tty) copt.phase = [](const std::string& what) { std::fprintf(stderr, "\r\033[Kmoat: %s ...", what.c_str()); };
   if (secrets_on) copt.secrets = scanner->get();
   auto run = run_checks(*store, shown, *mounted, view, *pol, copt);
+  if (tty) std::fprintf(stderr, "\r\033[K");
   if (!run) return report_error(a.image, run.error());
   for (auto& f : config_secrets) run->findings.push_back(std::move(f));
   mounted = Error{"ended"};  // the namespace is no longer needed

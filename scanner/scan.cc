@@ -224,6 +224,10 @@ Result<CheckRunResult> run_checks(const Store& store, const ImageRecord& img, co
                  out.packages.empty() ? "no package database" : out.packages.c_str(),
                  distro ? distro->name.c_str() : "not in the policy");
 
+  auto phase = [&](const std::string& what) {
+    if (opt.phase) opt.phase(what);
+  };
+  if (!opt.checks.empty()) phase("checking " + std::to_string(view.entries().size()) + " entries");
   CheckContext ctx{policy, identity, packages, distro, CheckSelection::of(opt.checks)};
   Sinks sinks;
 
@@ -336,6 +340,7 @@ Result<CheckRunResult> run_checks(const Store& store, const ImageRecord& img, co
   for (auto& e : all.errors) out.errors.push_back(std::move(e));
 
   if (opt.secrets) {
+    phase("scanning " + std::to_string(img.layers.size()) + " layers for secrets");
     SecretScanContext sctx{store, img, view, identity, packages, *opt.secrets, opt.verbose};
     MOAT_ASSIGN_OR_RETURN(auto secrets, secret_findings(sctx, out.errors));
     for (auto& f : secrets) out.findings.push_back(std::move(f));

@@ -22,6 +22,7 @@
 //     secrets are the caller's (it scans the config before redacting it).
 #pragma once
 
+#include <functional>
 #include <string>
 #include <vector>
 
@@ -41,6 +42,9 @@ struct CheckRunOptions {
   // Non-null: also scan every layer's files for secrets (secret_scan.h).
   const secrets::SecretScanner* secrets = nullptr;
   bool verbose = false;
+  // Called at the start of each phase ("checking 35012 entries"); the CLI
+  // shows it on a terminal only.
+  std::function<void(const std::string&)> phase;
 };
 
 struct CheckRunResult {

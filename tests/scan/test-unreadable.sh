@@ -1,0 +1,48 @@
+#!/usr/bin/env bash
+# Files the scanning user cannot read in the store. Fedora and RHEL ship
+# /etc/shadow with mode 0000; a 0000 directory can hold a setuid file. With a
+# subuid range (moat-subuid) the store runs in the user namespace and moat
+# reads everything; without one (moat-single) the store's copies belong to the
+# caller with the image's modes, so content under mode 0000 cannot be read:
+#  - the scan still completes, every setuid file is still found (metadata
+#    comes from the layer index, not from the disk);
+#  - what could not be read is named in the report's errors, never silent;
+#  - moat-subuid reads it all: the empty shadow password is found, no errors.
+source "$(dirname "$0")/lib.sh"
+build_fixture img <<'JSON'
+{"format": "oci", "config": {"User": "app", "Healthcheck": {"Test": ["CMD", "true"]}},
+ "layers": [{"entries": [
+  {"path": "etc", "type": "dir", "mode": "0755"},
+  {"path": "etc/passwd", "mode": "0644", "content": "root:x:0:0:root:/root:/bin/sh\napp:x:1000:1000::/home/app:/bin/sh\n"},
+  {"path": "etc/group", "mode": "0644", "content": "root:x:0:\napp:x:1000:\n"},
+  {"path": "etc/shadow", "mode": "0000", "content": "root:!locked::0:99999:7:::\napp::19000:0:99999:7:::\n"},
+  {"path": "locked", "type": "dir", "mode": "0000"},
+  {"path": "locked/hidden-su", "mode": "04755", "content": "#!/bin/sh\nexec sh -p\n"},
+  {"path": "usr", "type": "dir", "mode": "0755"},
+  {"path": "usr/bin", "type": "dir", "mode": "0755"},
+  {"path": "usr/bin/owner-only-su", "mode": "04700", "content": "\u007fELF not really"}
+ ]}]}
+JSON
+IMG=oci:$W/pub/img:latest
+rules() { jq -r '[.findings[] | "\(.rule_id) \(.path // .config_field)"] | sort | .[]' "$1"; }
+
+scan_as moat-subuid 1 "$IMG" --format json
+cp "$W/out" "$W/subuid.json"; validate_report "$W/subuid.json"
+want_subuid=$(printf '%s\n' "account-empty-password /etc/shadow" "setuid-script /locked/hidden-su" \
+  "setuid-unpackaged /usr/bin/owner-only-su" | sort)
+diff <(echo "$want_subuid") <(rules "$W/subuid.json") || fail "moat-subuid findings (- expected, + got)"
+[[ $(jq '.errors | length' "$W/subuid.json") -eq 0 ]] || fail "moat-subuid: errors $(jq -c .errors "$W/subuid.json")"
+
+for mode in auto userspace; do
+  scan_as moat-single 1 "$IMG" --format json --mount "$mode"
+  cp "$W/out" "$W/single.json"; validate_report "$W/single.json"
+  # hidden-su's "#!" cannot be read: it is still a setuid file, classified
+  # without its content (unpackaged), and the error names it.
+  want_single=$(printf '%s\n' "setuid-unpackaged /locked/hidden-su" "setuid-unpackaged /usr/bin/owner-only-su" | sort)
+  diff <(echo "$want_single") <(rules "$W/single.json") || fail "moat-single ($mode) findings (- expected, + got)"
+  jq -e '[.errors[] | select(test("^/etc/shadow: .*account checks were skipped"))] | length == 1' "$W/single.json" >/dev/null ||
+    fail "moat-single ($mode): /etc/shadow not named in errors: $(jq -c .errors "$W/single.json")"
+  jq -e '[.errors[] | select(test("/locked/hidden-su"))] | length >= 1' "$W/single.json" >/dev/null ||
+    fail "moat-single ($mode): /locked/hidden-su not named in errors: $(jq -c .errors "$W/single.json")"
+done
+echo "PASS: $TEST_NAME"

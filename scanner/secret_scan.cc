@@ -1,5 +1,6 @@
 #include "scanner/secret_scan.h"
 
+#include <dirent.h>
 #include <fcntl.h>
 #include <sys/stat.h>
 #include <unistd.h>
@@ -88,7 +89,19 @@ void save_cache(const Store& store, const std::string& diff_id, const secrets::S
   for (const auto& e : s.errors) j["errors"].push_back(escape_field(e));
   Fd dir(::open(store.layer_dir(diff_id).c_str(), O_RDONLY | O_DIRECTORY | O_CLOEXEC));
   if (!dir.valid()) return;
-  (void)write_file_atomic(dir.get(), cache_name(scanner), j.dump() + "\n", 0600);
+  const std::string name = cache_name(scanner);
+  if (!write_file_atomic(dir.get(), name, j.dump() + "\n", 0600).ok()) return;
+  // One cache per layer: results of other rule sets (an older moat, other
+  // --rules) go, so a store does not grow with every rule change.
+  if (DIR* d = fdopendir(::openat(dir.get(), ".", O_RDONLY | O_DIRECTORY | O_CLOEXEC))) {
+    std::vector<std::string> stale;
+    while (dirent* e = readdir(d)) {
+      std::string_view n = e->d_name;
+      if (n.starts_with("secrets-") && n.ends_with(".json") && n != name) stale.emplace_back(n);
+    }
+    for (const auto& n : stale) ::unlinkat(dirfd(d), n.c_str(), 0);
+    closedir(d);
+  }
 }
 
 bool hit_less(const LayerSecretHit& a, const LayerSecretHit& b) {

@@ -8,7 +8,8 @@
 //   layers/<hex>/secrets-<rules version hex, 16 digits>.json
 // (written atomically; a damaged file is ignored and rewritten; it goes away
 // with the layer). A second image on the same base layers scans only its own
-// layers; a rule change gives a new version and a fresh scan.
+// layers; a rule change gives a new version and a fresh scan, and the other
+// versions' files are removed when the new one is written.
 //
 // Whether a hit is `deleted`, and the owner, mode and package it reports,
 // depend on the image it is seen in, so they are decided per scan from the

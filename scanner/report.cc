@@ -270,10 +270,11 @@ std::string report_table(const Report& r, const TableOptions& opt) {
         std::string facts;
         auto add = [&](const std::string& t) { facts += (facts.empty() ? "" : "  ") + t; };
         if (f.layer) add("layer " + std::to_string(f.layer->index));
-        if (f.deleted) add("(deleted in a later layer)");
+        if (f.deleted) add("(deleted later)");
         if (f.owner) add("owner " + owner_text(*f.owner));
         if (f.mode) add("mode " + mode_string(*f.mode));
         if (!f.package.empty()) add("package " + printable(f.package, 64));
+        if (f.secret) add("secret " + printable(f.secret->redacted, 64));
         add("id " + f.fingerprint.substr(0, 12));
         out += fit("      " + facts, width) + "\n";
         if (opt.verbose) {

@@ -232,8 +232,7 @@ Result<std::vector<Finding>> secret_findings(const SecretScanContext& ctx, std::
       if (const std::string* pkg = ctx.packages.owner_of(h.path)) f.package = *pkg;
       f.message = f.title + " in " + printable(h.path, 4096) +
                   (h.line ? " line " + std::to_string(h.line) : std::string(" (binary content)")) +
-                  (f.deleted ? ": removed or replaced by a later layer, but layer " + std::to_string(li) + " still ships it"
-                             : "");
+                  (f.deleted ? ", deleted later but still in layer " + std::to_string(li) : "");
       finalize_finding(f);
       out.push_back(std::move(f));
     }

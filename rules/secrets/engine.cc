@@ -17,6 +17,7 @@
 #include <cmath>
 #include <cctype>
 #include <cstring>
+#include <mutex>
 #include <utility>
 
 #if defined(__SSE2__)
@@ -70,13 +71,39 @@ struct ThreadState {
   }
 };
 
+RE2::Options re2_options() {
+  RE2::Options ro;
+  ro.set_log_errors(false);
+  return ro;
+}
+
+// A rule's RE2 programs are compiled on its first candidate, not in create():
+// compiling all 204 took about 15% of a cached `moat scan` of a 700 MB
+// image (benchmarks/scan.sh), and in a given image most rules never get a
+// candidate. validate() has already compiled each pattern once, so a lazy
+// compile cannot fail in a way create() would have caught. std::call_once
+// makes the first use from several threads at once safe.
 struct CompiledRule {
+  struct Programs {
+    std::unique_ptr<RE2> re;
+    std::vector<std::unique_ptr<RE2>> allow;
+    std::vector<std::unique_ptr<RE2>> allow_match;
+  };
   const SecretRule* rule = nullptr;
-  std::unique_ptr<RE2> re;
-  std::vector<std::unique_ptr<RE2>> allow;
-  std::vector<std::unique_ptr<RE2>> allow_match;
   std::vector<std::string> keywords;  // lowercased
   size_t width = 0;                   // Vectorscan max_width of the rule
+  std::unique_ptr<std::once_flag> once = std::make_unique<std::once_flag>();
+  std::unique_ptr<Programs> programs = std::make_unique<Programs>();
+
+  const Programs& compiled() const {
+    std::call_once(*once, [this] {
+      const RE2::Options ro = re2_options();
+      programs->re = std::make_unique<RE2>("(?m)" + rule->pattern, ro);
+      for (const auto& a : rule->allow) programs->allow.push_back(std::make_unique<RE2>(a, ro));
+      for (const auto& a : rule->allow_match) programs->allow_match.push_back(std::make_unique<RE2>(a, ro));
+    });
+    return *programs;
+  }
 };
 
 // '\n' count in [p, p + n): line numbers need it for every byte that leaves
@@ -136,7 +163,6 @@ bool contains_keyword(std::string_view hay, const std::vector<std::string>& kws)
 struct SecretScanner::Impl {
   RuleSet set;
   std::vector<CompiledRule> rules;
-  std::vector<std::unique_ptr<RE2>> global_allow;
   hs_database_t* db = nullptr;
   hs_scratch_t* proto = nullptr;  // cloned once per thread
   mutable tbb::enumerable_thread_specific<ThreadState> threads{[this] {
@@ -148,6 +174,17 @@ struct SecretScanner::Impl {
   }};
   size_t max_width = 0;
   size_t carry = 0;
+
+  // The global allow patterns, compiled on the first candidate of any rule.
+  const std::vector<std::unique_ptr<RE2>>& global_allow() const {
+    std::call_once(global_once, [this] {
+      const RE2::Options ro = re2_options();
+      for (const auto& g : set.global_allow) global_programs.push_back(std::make_unique<RE2>(g, ro));
+    });
+    return global_programs;
+  }
+  mutable std::once_flag global_once;
+  mutable std::vector<std::unique_ptr<RE2>> global_programs;
 
   ~Impl() {
     threads.clear();  // streams and scratch before the database they were made for
@@ -256,12 +293,13 @@ class Scan {
     re2::StringPiece whole(text, len);
     for (const Span& sp : spans_) {
       const CompiledRule& cr = im_.rules[sp.rule];
+      const RE2& re = *cr.compiled().re;
       uint64_t lo = std::max(sp.lo, text_abs);
       uint64_t hi = std::min(sp.end_max + kTail, avail);
       size_t pos = lo - text_abs, end = hi - text_abs;
       while (pos < end) {
         re2::StringPiece m[2];
-        if (!cr.re->Match(whole, pos, end, RE2::UNANCHORED, m, 2)) break;
+        if (!re.Match(whole, pos, end, RE2::UNANCHORED, m, 2)) break;
         size_t ms = static_cast<size_t>(m[0].data() - text), me = ms + m[0].size();
         if (!eof && text_abs + me >= avail) {
           // The match touches the end of what has been read: the next chunk
@@ -289,13 +327,14 @@ class Scan {
   bool accept(const CompiledRule& cr, std::string_view match, std::string_view secret) const {
     if (!cr.keywords.empty() && !contains_keyword(match, cr.keywords)) return false;
     if (cr.rule->min_entropy > 0 && shannon_entropy(secret) < cr.rule->min_entropy) return false;
+    const CompiledRule::Programs& progs = cr.compiled();
     re2::StringPiece s(secret.data(), secret.size());
-    for (const auto& a : cr.allow)
+    for (const auto& a : progs.allow)
       if (RE2::PartialMatch(s, *a)) return false;
-    for (const auto& a : im_.global_allow)
+    for (const auto& a : im_.global_allow())
       if (RE2::PartialMatch(s, *a)) return false;
     re2::StringPiece whole(match.data(), match.size());
-    for (const auto& a : cr.allow_match)
+    for (const auto& a : progs.allow_match)
       if (RE2::PartialMatch(whole, *a)) return false;
     return true;
   }
@@ -483,24 +522,29 @@ void store_cached(const std::string& path, const hs_database_t* db, const std::v
 }  // namespace
 
 Result<std::unique_ptr<SecretScanner>> SecretScanner::create(RuleSet rules, const Options& opts) {
-  if (auto problems = validate(rules, /*compile_each=*/false); !problems.empty()) {
-    std::string msg = std::to_string(problems.size()) + " invalid secret rule(s):";
-    for (const auto& p : problems) msg += "\n  " + p;
-    return Error{msg, 0, "`moat rules check` lists the same problems"};
-  }
   if (rules.rules.empty()) return Error{"no secret rules to compile", 0, "every rule was disabled"};
+  // A cached database is named by the rules version, a digest of every
+  // rule's full text: it was written by a create() that validated exactly
+  // these rules. Validating again (an RE2 compile of every pattern, the
+  // largest fixed cost of a cached scan) is only needed without it.
+  const std::string cached = opts.cache_dir.empty() ? std::string() : cache_path(opts.cache_dir, rules);
+  std::vector<uint32_t> widths(rules.rules.size());
+  hs_database_t* from_cache = cached.empty() ? nullptr : load_cached(cached, widths);
+  if (!from_cache) {
+    if (auto problems = validate(rules, /*compile_each=*/false); !problems.empty()) {
+      std::string msg = std::to_string(problems.size()) + " invalid secret rule(s):";
+      for (const auto& p : problems) msg += "\n  " + p;
+      return Error{msg, 0, "`moat rules check` lists the same problems"};
+    }
+  }
   auto im = std::make_unique<Impl>();
+  im->db = from_cache;  // owned by im from here
   im->set = std::move(rules);
-  RE2::Options ro;
-  ro.set_log_errors(false);
   std::vector<const char*> exprs;
   std::vector<unsigned> flags, ids;
   for (const auto& r : im->set.rules) {
     CompiledRule cr;
     cr.rule = &r;
-    cr.re = std::make_unique<RE2>("(?m)" + r.pattern, ro);
-    for (const auto& a : r.allow) cr.allow.push_back(std::make_unique<RE2>(a, ro));
-    for (const auto& a : r.allow_match) cr.allow_match.push_back(std::make_unique<RE2>(a, ro));
     for (auto k : r.keywords) {
       for (auto& ch : k) ch = static_cast<char>(std::tolower(static_cast<unsigned char>(ch)));
       cr.keywords.push_back(std::move(k));
@@ -511,12 +555,8 @@ Result<std::unique_ptr<SecretScanner>> SecretScanner::create(RuleSet rules, cons
     ids.push_back(static_cast<unsigned>(ids.size()));
     im->rules.push_back(std::move(cr));
   }
-  for (const auto& g : im->set.global_allow) im->global_allow.push_back(std::make_unique<RE2>(g, ro));
 
   // The cache hit skips both the compile and the width analysis.
-  std::vector<uint32_t> widths(im->rules.size());
-  const std::string cached = opts.cache_dir.empty() ? std::string() : cache_path(opts.cache_dir, im->set);
-  if (!cached.empty()) im->db = load_cached(cached, widths);
   hs_compile_error_t* err = nullptr;
   if (!im->db) {
     std::string bad_width;

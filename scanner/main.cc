@@ -5,6 +5,7 @@
 // finding at or above --fail-on; 1 at least one such finding; 2 the scan could
 // not be completed (usage error, bad reference, damaged or tampered image,
 // limit exceeded). A failed scan never exits 0 or 1.
+#include <fcntl.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
@@ -25,6 +26,7 @@
 #include "scanner/sarif.h"
 #include "scanner/scan.h"
 #include "scanner/secret_scan.h"
+#include "storage/fd.h"
 #include "storage/fsutil.h"
 #include "storage/image.h"
 #include "storage/reference.h"
@@ -144,13 +146,33 @@ std::vector<std::string> split_list(const std::string& s) {
   return out;
 }
 
+// Writes all of text to fd.
+Status write_fd(int fd, const std::string& text, const std::string& what) {
+  for (size_t off = 0; off < text.size();) {
+    ssize_t n = ::write(fd, text.data() + off, text.size() - off);
+    if (n < 0 && errno == EINTR) continue;
+    if (n < 0) return sys_error("write " + what);
+    off += static_cast<size_t>(n);
+  }
+  return ok_status();
+}
+
 // Writes the report to stdout or, via a temporary file and a rename, to FILE:
-// a reader of FILE never sees half a report.
+// a reader of FILE never sees half a report. A FILE that exists and is not a
+// regular file (/dev/null, /dev/stdout, a FIFO) is written in place: a rename
+// would replace the device node itself.
 Status write_report(const std::string& text, const std::string& output) {
   if (output.empty()) {
     std::fwrite(text.data(), 1, text.size(), stdout);
     if (std::fflush(stdout) != 0) return sys_error("write the report to stdout");
     return ok_status();
+  }
+  struct stat st;
+  if (::stat(output.c_str(), &st) == 0 && !S_ISREG(st.st_mode)) {
+    if (S_ISDIR(st.st_mode)) return Error{output + " is a directory", EISDIR, "give -o a file name"};
+    Fd fd(::open(output.c_str(), O_WRONLY | O_CLOEXEC | O_NOCTTY));
+    if (!fd.valid()) return sys_error("open " + output);
+    return write_fd(fd.get(), text, output);
   }
   std::string tmp = output + ".tmp." + std::to_string(getpid());
   {

@@ -57,6 +57,10 @@ else
   echo "NOTE: sarif-multitool not installed: the demo SARIF was not validated by it (tests/checks validates a synthetic one)" >&2
 fi
 scan_as moat-subuid 0 "$IMG" --fail-on none
+# -o to a device writes into it: the atomic rename that protects regular
+# files must never replace a device node (as root that destroyed /dev/null).
+scan_as moat-subuid 1 "$IMG" -o /dev/null
+[[ -c /dev/null ]] || { rm -f /dev/null; mknod -m 666 /dev/null c 1 3; fail "-o /dev/null replaced /dev/null"; }
 for secret in ghp_MoatDemoFakeToken000aBcDeFgHiJkLmNoP AKIAMOATDEMO4Q7X2K5J; do
   ! grep -q "$secret" "$W/report.json" "$W/table.txt" "$W/users/demo.sarif" "$W/err" || fail "a whole secret in the output"
 done

@@ -6,6 +6,7 @@
 #include <cctype>
 
 #include "rules/policy/policy.h"
+#include "scanner/rpmdb.h"
 
 namespace moat {
 
@@ -14,6 +15,9 @@ std::string_view digest_algo_name(DigestAlgo a) {
     case DigestAlgo::Md5: return "md5";
     case DigestAlgo::Sha1: return "sha1";
     case DigestAlgo::Sha256: return "sha256";
+    case DigestAlgo::Sha224: return "sha224";
+    case DigestAlgo::Sha384: return "sha384";
+    case DigestAlgo::Sha512: return "sha512";
   }
   return "md5";
 }
@@ -64,10 +68,16 @@ std::string divert(const std::string& pkg, std::string path, const std::unordere
 }  // namespace
 
 std::string PackageDb::managers() const {
-  bool dpkg = false, apk = false;
-  for (const auto& p : packages) (p.manager == "apk" ? apk : dpkg) = true;
-  if (dpkg && apk) return "dpkg+apk";
-  return dpkg ? "dpkg" : apk ? "apk" : "";
+  // The known managers in a fixed order, then any other in database order.
+  std::vector<std::string> seen;
+  for (const char* m : {"dpkg", "apk", "rpm"})
+    if (std::any_of(packages.begin(), packages.end(), [&](const PackageInfo& p) { return p.manager == m; }))
+      seen.emplace_back(m);
+  for (const auto& p : packages)
+    if (!p.manager.empty() && std::find(seen.begin(), seen.end(), p.manager) == seen.end()) seen.push_back(p.manager);
+  std::string out;
+  for (const auto& m : seen) out += (out.empty() ? "" : "+") + m;
+  return out;
 }
 
 template <typename Map>
@@ -298,6 +308,7 @@ Result<PackageDb> load_package_db(const ReadImageFile& read) {
   }
   MOAT_ASSIGN_OR_RETURN(auto apk, read("/lib/apk/db/installed"));
   if (apk) add_apk_installed(db, *apk);
+  MOAT_TRY(load_rpm_db(db, read));
   return db;
 }
 
@@ -326,7 +337,15 @@ std::vector<std::string> os_release_ids(std::string_view text) {
 
 FileHasher::FileHasher(DigestAlgo algo) {
   auto* ctx = EVP_MD_CTX_new();
-  const EVP_MD* md = algo == DigestAlgo::Md5 ? EVP_md5() : algo == DigestAlgo::Sha1 ? EVP_sha1() : EVP_sha256();
+  const EVP_MD* md = EVP_sha256();
+  switch (algo) {
+    case DigestAlgo::Md5: md = EVP_md5(); break;
+    case DigestAlgo::Sha1: md = EVP_sha1(); break;
+    case DigestAlgo::Sha256: md = EVP_sha256(); break;
+    case DigestAlgo::Sha224: md = EVP_sha224(); break;
+    case DigestAlgo::Sha384: md = EVP_sha384(); break;
+    case DigestAlgo::Sha512: md = EVP_sha512(); break;
+  }
   EVP_DigestInit_ex(ctx, md, nullptr);
   ctx_ = ctx;
 }

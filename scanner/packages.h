@@ -20,8 +20,11 @@
 // apk (Alpine): /lib/apk/db/installed, blocks separated by blank lines with
 //   P: name, V: version, A: arch, F: directory (relative), R: file in the last
 //   F:, Z: checksum of the last R: ("Q1" + base64 SHA-1, "Q2" + base64 SHA-256).
-// rpm is not read (its database is SQLite/BerkeleyDB): on rpm images every
-// setuid file looks unpackaged. TODO when an rpm image is in the test set.
+// rpm (Fedora, RHEL/UBI, CentOS, Amazon Linux): rpmdb.sqlite (rpm 4.16+) or
+//   the BerkeleyDB hash Packages (RHEL/CentOS 7-8, Amazon Linux 2) in
+//   /var/lib/rpm or /usr/lib/sysimage/rpm, one rpm header per package; see
+//   scanner/rpmdb.h. SUSE's ndb Packages.db is not read: an entry in
+//   db.errors says so, and setuid files on those images look unpackaged.
 //
 // Merged /usr: on Debian 12 and later /bin, /sbin and /lib are symlinks into
 // /usr, but packages still list /bin/su. The walker sees /usr/bin/su. With
@@ -43,8 +46,9 @@
 
 namespace moat {
 
-enum class DigestAlgo { Md5, Sha1, Sha256 };
-std::string_view digest_algo_name(DigestAlgo a);  // "md5", "sha1", "sha256"
+// Sha224/384/512: rpm's FILEDIGESTALGO allows them (no distribution uses them yet).
+enum class DigestAlgo { Md5, Sha1, Sha256, Sha224, Sha384, Sha512 };
+std::string_view digest_algo_name(DigestAlgo a);  // "md5", "sha1", "sha256", "sha224" ...
 
 struct ExpectedDigest {
   DigestAlgo algo = DigestAlgo::Md5;
@@ -54,7 +58,7 @@ struct ExpectedDigest {
 
 struct PackageInfo {
   std::string name, version, arch;
-  std::string manager;  // "dpkg" | "apk"
+  std::string manager;  // "dpkg" | "apk" | "rpm"
 };
 
 // Reads a file of the image by absolute path: nullopt when it does not exist,
@@ -67,7 +71,8 @@ class PackageDb {
   std::vector<std::string> errors;    // per-package problems (missing .list ...)
 
   bool empty() const { return packages.empty(); }
-  // "dpkg", "apk", "dpkg+apk" or "" (no database found).
+  // Every manager present, joined with '+' in the order dpkg, apk, rpm:
+  // "dpkg", "rpm", "dpkg+apk" ..., or "" (no database found).
   std::string managers() const;
 
   void set_merged_usr(bool merged) { merged_usr_ = merged; }
@@ -112,9 +117,10 @@ void add_dpkg_md5sums(PackageDb& db, const std::string& package, std::string_vie
 void add_apk_installed(PackageDb& db, std::string_view text);
 
 // Reads whatever package databases the image has. An unreadable main
-// database (status, installed) is an Error: guessing "no packages" would turn
-// every setuid file into a false high finding. A package's missing or
-// unreadable .list / .md5sums is an entry in db.errors.
+// database (status, installed, an rpm database that is not one) is an
+// Error: guessing "no packages" would turn every setuid file into a false
+// high finding. A package's missing or unreadable .list / .md5sums, or a
+// malformed rpm header, is an entry in db.errors.
 Result<PackageDb> load_package_db(const ReadImageFile& read);
 
 // /etc/os-release ID then ID_LIKE words, lowercased, unquoted: {"ubuntu", "debian"}.

@@ -8,10 +8,11 @@ PKGS=(
   libarchive-dev zlib1g-dev libzstd-dev libssl-dev nlohmann-json3-dev
   libtbb-dev libspdlog-dev libcli11-dev
   libgtest-dev libgmock-dev libbenchmark-dev
-  libvectorscan-dev libre2-dev libcurl4-openssl-dev
+  libvectorscan-dev libre2-dev libcurl4-openssl-dev libsqlite3-dev
   # independent producers of real images and helpers used by the tests
   skopeo umoci podman buildah uidmap fuse-overlayfs debootstrap
   zstd gzip tar python3 python3-jsonschema jq attr libcap2-bin procps util-linux
+  rpm db5.3-util  # rpmbuild, rpm --root, db5.3_load for the rpm images (tests/scan/test-rpm.sh)
 )
 
 missing=()

@@ -64,8 +64,27 @@ TEST(Policy, DebianExpectations) {
   EXPECT_TRUE(d->expects("/sbin/unix_chkpwd", true));
   EXPECT_FALSE(d->expects("/usr/sbin/unix_chkpwd", false));  // setgid, not setuid
   EXPECT_FALSE(d->expects("/usr/local/bin/su", false));
-  EXPECT_EQ(p.distribution_for({"fedora"}), nullptr);
+  EXPECT_EQ(p.distribution_for({"gentoo"}), nullptr);
   EXPECT_EQ(p.distribution_for({"alpine"})->name, "alpine");
+}
+
+TEST(Policy, FedoraExpectations) {
+  const Policy& p = builtin();
+  for (const char* id : {"fedora", "rhel", "centos", "rocky", "almalinux", "amzn"}) {
+    const Distribution* d = p.distribution_for({id});
+    ASSERT_TRUE(d) << id;
+    EXPECT_EQ(d->name, "fedora");
+  }
+  const Distribution* d = p.distribution_for({"fedora"});
+  EXPECT_TRUE(d->expects("/usr/bin/su", false));
+  EXPECT_TRUE(d->expects("/bin/su", false));
+  EXPECT_TRUE(d->expects("/usr/sbin/unix_chkpwd", false));  // setuid root on Fedora, setgid shadow on Debian
+  EXPECT_FALSE(d->expects("/usr/sbin/unix_chkpwd", true));
+  EXPECT_TRUE(d->expects("/usr/bin/write", true));
+  EXPECT_TRUE(d->expects("/usr/libexec/openssh/ssh-keysign", true));
+  EXPECT_FALSE(d->expects("/usr/bin/newuidmap", false));  // file capabilities on Fedora
+  // UBI's ID_LIKE names fedora after rhel: the first known ID wins either way.
+  EXPECT_EQ(p.distribution_for({"rhel", "fedora"})->name, "fedora");
 }
 
 TEST(Policy, UsrMerged) {

@@ -494,6 +494,36 @@ bool add_from_url(const std::string& s) {
 
 }  // namespace
 
+std::vector<HistoryStep> history_steps(const ImageRecord& img, const nlohmann::json& cfg) {
+  using json = nlohmann::json;
+  std::vector<HistoryStep> out;
+  if (!cfg.is_object() || !cfg.contains("history") || !cfg["history"].is_array()) return out;
+  const json& hist = cfg["history"];
+  auto empty_layer = [](const json& h) {
+    auto it = h.find("empty_layer");
+    return it != h.end() && it->is_boolean() && it->get<bool>();
+  };
+  size_t made = 0;
+  for (const auto& h : hist)
+    if (h.is_object() && !empty_layer(h)) ++made;
+  const bool mapped = made == img.layers.size();
+  size_t li = 0;
+  for (size_t i = 0; i < hist.size(); ++i) {
+    const json& h = hist[i];
+    if (!h.is_object()) continue;
+    HistoryStep step;
+    step.index = i;
+    if (auto cb = h.find("created_by"); cb != h.end() && cb->is_string()) step.created_by = cb->get<std::string>();
+    if (!empty_layer(h)) {
+      if (mapped && li < img.layers.size())
+        step.layer = LayerRef{img.layers[li].index, img.layers[li].diff_id, img.layers[li].created_by};
+      ++li;
+    }
+    out.push_back(std::move(step));
+  }
+  return out;
+}
+
 Result<std::vector<Finding>> config_findings(const ImageRecord& img, const CheckContext& ctx) {
   using json = nlohmann::json;
   std::vector<Finding> out;
@@ -534,32 +564,13 @@ Result<std::vector<Finding>> config_findings(const ImageRecord& img, const Check
   }
   if (!has_hc) add("config-no-healthcheck", "Healthcheck", std::nullopt, "", "the image config has no HEALTHCHECK");
 
-  // History: entries that made a layer map to layers in order (as storage does).
-  if (cfg.contains("history") && cfg["history"].is_array()) {
-    const json& hist = cfg["history"];
-    size_t made = 0;
-    for (const auto& h : hist)
-      if (!(h.is_object() && h.value("empty_layer", false))) ++made;
-    bool mapped = made == img.layers.size();
-    size_t li = 0;
-    for (size_t i = 0; i < hist.size(); ++i) {
-      const json& h = hist[i];
-      if (!h.is_object()) continue;
-      bool empty_layer = h.contains("empty_layer") && h["empty_layer"].is_boolean() && h["empty_layer"].get<bool>();
-      std::optional<LayerRef> layer;
-      if (!empty_layer) {
-        if (mapped && li < img.layers.size())
-          layer = LayerRef{img.layers[li].index, img.layers[li].diff_id, img.layers[li].created_by};
-        ++li;
-      }
-      std::string cb = h.contains("created_by") && h["created_by"].is_string() ? h["created_by"].get<std::string>() : "";
-      if (cb.empty()) continue;
-      std::string step = printable(cb, 120);
-      if (add_from_url(cb))
-        add("config-add-url", "History", layer, cb, "history step " + std::to_string(i) + " ADDs from a URL: " + step);
-      if (has_word(cb, "sudo"))
-        add("config-sudo", "History", layer, cb, "history step " + std::to_string(i) + " uses sudo: " + step);
-    }
+  for (const HistoryStep& h : history_steps(img, cfg)) {
+    if (h.created_by.empty()) continue;
+    std::string step = printable(h.created_by, 120), n = std::to_string(h.index);
+    if (add_from_url(h.created_by))
+      add("config-add-url", "History", h.layer, h.created_by, "history step " + n + " ADDs from a URL: " + step);
+    if (has_word(h.created_by, "sudo"))
+      add("config-sudo", "History", h.layer, h.created_by, "history step " + n + " uses sudo: " + step);
   }
   return out;
 }

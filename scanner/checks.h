@@ -16,6 +16,7 @@
 
 #include <bitset>
 #include <functional>
+#include <nlohmann/json_fwd.hpp>
 #include <span>
 #include <string>
 #include <string_view>
@@ -135,6 +136,18 @@ struct EntryView {
 //   integrity-mismatch: regular, not deleted, with a recorded digest.
 //   sensitive-*: rules/policy patterns, then size and content markers.
 Status check_entry(const CheckContext& ctx, const EntryView& e, FindingSink& sink);
+
+// The image config's history with the layer each step made: steps that are
+// not `empty_layer` map to the image's layers in order (as storage maps
+// created_by). When the counts disagree no step gets a layer (a guess could
+// blame the wrong one). Entries that are not objects are skipped; a
+// `created_by` that is not a string reads as "".
+struct HistoryStep {
+  size_t index = 0;  // position in the config's history array
+  std::string created_by;
+  std::optional<LayerRef> layer;
+};
+std::vector<HistoryStep> history_steps(const ImageRecord& img, const nlohmann::json& config);
 
 // The image-config checks (config-*) over the config document bytes
 // (ImageRecord::config) and the image's layers (for the layer a history entry

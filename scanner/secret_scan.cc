@@ -16,6 +16,7 @@
 #include <unordered_map>
 #include <unordered_set>
 
+#include "scanner/checks.h"
 #include "storage/fd.h"
 #include "storage/fsutil.h"
 #include "storage/layer_index.h"
@@ -349,28 +350,8 @@ Result<std::vector<Finding>> config_secret_findings(const ImageRecord& img, cons
     for (const auto& [k, v] : c["Labels"].items())
       if (v.is_string()) MOAT_TRY(scan(k + "=" + v.get<std::string>(), "Labels", "label " + printable(k, 128), std::nullopt));
 
-  // History: entries that made a layer map to layers in order, as in config_findings().
-  if (cfg.contains("history") && cfg["history"].is_array()) {
-    const json& hist = cfg["history"];
-    size_t made = 0;
-    for (const auto& h : hist)
-      if (!(h.is_object() && h.value("empty_layer", false))) ++made;
-    bool mapped = made == img.layers.size();
-    size_t li = 0;
-    for (size_t i = 0; i < hist.size(); ++i) {
-      const json& h = hist[i];
-      if (!h.is_object()) continue;
-      bool empty_layer = h.contains("empty_layer") && h["empty_layer"].is_boolean() && h["empty_layer"].get<bool>();
-      std::optional<LayerRef> layer;
-      if (!empty_layer) {
-        if (mapped && li < img.layers.size())
-          layer = LayerRef{img.layers[li].index, img.layers[li].diff_id, img.layers[li].created_by};
-        ++li;
-      }
-      if (h.contains("created_by") && h["created_by"].is_string())
-        MOAT_TRY(scan(h["created_by"].get<std::string>(), "History", "history step " + std::to_string(i), layer));
-    }
-  }
+  for (const HistoryStep& h : history_steps(img, cfg))
+    MOAT_TRY(scan(h.created_by, "History", "history step " + std::to_string(h.index), h.layer));
   return out;
 }
 

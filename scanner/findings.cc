@@ -28,7 +28,7 @@ namespace {
 constexpr Category kCategories[] = {
     Category::Setuid, Category::Setgid, Category::Capability, Category::Permission,
     Category::Ownership, Category::Device, Category::Account, Category::Secret,
-    Category::SensitiveFile, Category::Integrity, Category::Config,
+    Category::SensitiveFile, Category::Integrity, Category::Config, Category::Trust,
 };
 }  // namespace
 
@@ -45,6 +45,7 @@ std::string_view category_name(Category c) {
     case Category::SensitiveFile: return "sensitive-file";
     case Category::Integrity: return "integrity";
     case Category::Config: return "config";
+    case Category::Trust: return "trust";
   }
   return "config";
 }
@@ -55,7 +56,9 @@ std::optional<Category> parse_category(std::string_view s) {
   return std::nullopt;
 }
 
-std::string_view target_name(Target t) { return t == Target::Config ? "config" : "filesystem"; }
+std::string_view target_name(Target t) {
+  return t == Target::Config ? "config" : t == Target::Image ? "image" : "filesystem";
+}
 
 std::string mode_string(uint32_t mode) {
   char buf[8];

@@ -45,11 +45,12 @@ inline constexpr Severity kSeverities[] = {Severity::Critical, Severity::High, S
 
 enum class Category {
   Setuid, Setgid, Capability, Permission, Ownership, Device, Account, Secret, SensitiveFile, Integrity, Config,
+  Trust,  // the image's signatures under the trust policy (scanner/trust/)
 };
 std::string_view category_name(Category c);  // "sensitive-file" etc., as in the contract
 std::optional<Category> parse_category(std::string_view s);
 
-enum class Target { Filesystem, Config };
+enum class Target { Filesystem, Config, Image };  // Image: the image as a whole (trust)
 std::string_view target_name(Target t);
 
 // The layer that added the entry a finding is about.

@@ -26,6 +26,7 @@
 #include "scanner/sarif.h"
 #include "scanner/scan.h"
 #include "scanner/secret_scan.h"
+#include "scanner/trust/commands.h"
 #include "storage/fd.h"
 #include "storage/fsutil.h"
 #include "storage/image.h"
@@ -101,13 +102,17 @@ class Progress {
   std::chrono::steady_clock::time_point last_{};
 };
 
-Result<ImageRecord> pull_image(const std::string& image, const Common& o, Store& store) {
+// `gate` (moat scan --policy) runs once the manifest is read and before any
+// layer is requested; an Error from it stops the pull.
+Result<ImageRecord> pull_image(const std::string& image, const Common& o, Store& store,
+                               const std::function<Status(const ImageSource&)>& gate = {}) {
   MOAT_ASSIGN_OR_RETURN(Reference ref, parse_reference(image));
   Platform plat;
   if (!o.platform.empty()) {
     MOAT_ASSIGN_OR_RETURN(plat, Platform::parse(o.platform));
   }
   MOAT_ASSIGN_OR_RETURN(auto src, open_image(ref, plat, o.limits));
+  if (gate) MOAT_TRY(gate(*src));
   Progress progress(isatty(2) && !o.quiet);
   PullOptions po;
   po.limits = o.limits;
@@ -128,6 +133,7 @@ struct ScanArgs {
   std::string checks;      // --checks LIST (empty: all)
   std::string ignorefile;  // --ignorefile FILE (empty: ./.moatignore when present)
   secrets::RulesOptions rules_opts;  // --rules DIR, --disable ID
+  trust::TrustOptions trust;         // --policy, --registries.d
 };
 
 // "a, b,,c" -> {"a", "b", "c"}
@@ -223,9 +229,38 @@ int cmd_scan(const ScanArgs& a, const Common& o) {
 
   auto store = Store::open(o.store, Store::Lock::Shared);
   if (!store) return report_error("", store.error());
-  auto rec = pull_image(a.image, o, *store);
+  // The trust gate: a rejected image is reported without a single layer fetched.
+  std::optional<trust::TrustResult> trusted;
+  auto gate = [&](const ImageSource& src) -> Status {
+    trusted = trust::evaluate_image(a.trust, a.image, src.desc());
+    if (trusted->decision == trust::Decision::Error)
+      return Error{"trust could not be evaluated: " + trusted->reason, 0, trusted->hint};
+    if (trusted->decision == trust::Decision::Rejected) return Error{"rejected by the trust policy"};
+    return ok_status();
+  };
+  auto rec = a.trust.policy.empty() ? pull_image(a.image, o, *store) : pull_image(a.image, o, *store, gate);
+  if (!rec && trusted && trusted->decision == trust::Decision::Rejected) {
+    Report rej;
+    rej.reference = a.image;
+    rej.image.manifest_digest = trusted->manifest_digest;
+    rej.image.platform = trusted->platform;
+    rej.scan.trust = "rejected";
+    rej.trust = trust::trust_json(*trusted);
+    rej.findings.push_back(*trust::trust_finding(*trusted));
+    std::fprintf(stderr, "moat: %s: rejected by the trust policy: %s\nmoat: hint: `moat verify %s --policy %s` shows "
+                 "every requirement and signature\n", a.image.c_str(), trusted->reason.c_str(), a.image.c_str(),
+                 a.trust.policy.c_str());
+    std::string text = a.format == "json" ? report_json(rej) : a.format == "sarif" ? report_sarif(rej, *pol)
+                       : report_table(rej, TableOptions{a.output.empty() && isatty(1) && !getenv("NO_COLOR"), o.verbose, 100});
+    if (auto w = write_report(text, a.output); !w.ok()) return report_error("", w.error());
+    return 1;  // enforcement the user asked for, whatever --fail-on says
+  }
   if (!rec) return report_error("", rec.error());
   Report r;
+  if (trusted) {
+    r.scan.trust = trust::decision_name(trusted->decision);
+    r.trust = trust::trust_json(*trusted);
+  }
   r.reference = rec->names.empty() ? a.image : parse_reference(a.image).ok() ? parse_reference(a.image)->text : a.image;
   r.image = *rec;
   r.scan.rootless = geteuid() != 0 || in_moat_userns();
@@ -283,6 +318,8 @@ int cmd_scan(const ScanArgs& a, const Common& o) {
   if (o.verbose)
     for (const auto& e : ign.unused) std::fprintf(stderr, "moat: ignore entry %s matched nothing\n", e.describe().c_str());
   r.findings = std::move(ign.kept);
+  if (trusted)
+    if (auto tf = trust::trust_finding(*trusted)) r.findings.push_back(std::move(*tf));
   r.suppressed = ign.suppressed.size();
   auto status = fail_on_status(r.findings, a.fail_on);
   if (!status) return report_error("", status.error());
@@ -420,6 +457,7 @@ int run(int argc, char** argv) {
                    "in the working directory when present");
   add_common(scan, common);
   add_pull_options(scan, common);
+  trust::add_trust_options(scan, sa.trust, true);
   scan->add_option("--mount", sa.mount_mode, "How to see the merged image: auto (overlay, else userspace), overlay, userspace")
       ->check(CLI::IsMember({"auto", "overlay", "userspace"}))->capture_default_str();
 
@@ -462,6 +500,11 @@ int run(int argc, char** argv) {
   auto* rules_check = rules->add_subcommand("check", "Compile every rule; every example must match, every negative example must not");
   add_rules_opts(rules_check);
 
+  trust::VerifyArgs verify_args;  // scanner/trust/commands.h
+  auto* verify = app.add_subcommand("verify", "Evaluate the trust policy (signatures) for an image: exit 0 accepted, "
+                                              "1 rejected, 2 could not evaluate");
+  trust::add_verify_options(verify, verify_args);
+
   auto* version = app.add_subcommand("version", "Print the version");
 
   // `moat mount IMAGE -- CMD...`: CMD is split off before CLI11 sees it (CLI11
@@ -499,6 +542,7 @@ int run(int argc, char** argv) {
     return kExitClean;
   }
   if (*scan) return cmd_scan(sa, common);
+  if (*verify) return trust::cmd_verify(verify_args);
   if (*mnt) {
     mount_opts.image = image;
     mount_opts.mode = mount_mode;

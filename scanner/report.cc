@@ -44,7 +44,10 @@ ojson finding_json(const Finding& f) {
   j["title"] = json_text(f.title);
   j["message"] = json_text(f.message);
   j["target"] = target_name(f.target);
-  if (f.target == Target::Filesystem) {
+  if (f.target == Target::Image) {
+    j["path"] = nullptr;
+    j["config_field"] = nullptr;
+  } else if (f.target == Target::Filesystem) {
     j["path"] = json_text(f.path);
     j["config_field"] = nullptr;
   } else {
@@ -139,6 +142,8 @@ std::string report_json(const Report& r) {
   j["scan"]["id_mapping"] = r.scan.id_mapping;
   j["scan"]["duration_ms"] = r.scan.duration_ms;
   j["scan"]["checks"] = r.scan.checks;
+  j["scan"]["trust"] = r.scan.trust;
+  j["trust"] = r.trust ? *r.trust : ojson(nullptr);
   j["findings"] = findings;
   j["summary"] = ojson::object();
   for (Severity s : kSeverities) j["summary"][std::string(severity_name(s))] = counts[s];
@@ -228,6 +233,7 @@ std::string report_table(const Report& r, const TableOptions& opt) {
   if (!r.image.config_digest.empty()) out += "  config   " + r.image.config_digest + "\n";
   if (!r.image.manifest_digest.empty()) out += "  manifest " + r.image.manifest_digest + "\n";
   if (!r.image.platform.empty()) out += "  platform " + r.image.platform + "\n";
+  out += "  trust    " + r.scan.trust + (r.trust && r.trust->contains("scope") && (*r.trust)["scope"].is_string() ? " (" + (*r.trust)["scope"].get<std::string>() + ")" : "") + "\n";
   if (r.scan.mode != "none")
     out += "  scanned  " + r.scan.mode + (r.scan.mode == "overlay" ? " mount" : " merge") + ", id mapping " +
            r.scan.id_mapping + (r.scan.rootless ? ", rootless" : ", as root") + "\n";
@@ -261,7 +267,9 @@ std::string report_table(const Report& r, const TableOptions& opt) {
       out += color ? std::string(severity_color(s)) + head + "\033[0m\n" : head + "\n";
       for (const auto& f : sorted) {
         if (f.severity != s) continue;
-        std::string subject = f.target == Target::Config ? "config " + printable(f.config_field) : printable(f.path, 4096);
+        std::string subject = f.target == Target::Config  ? "config " + printable(f.config_field)
+                              : f.target == Target::Image ? std::string("image")
+                                                          : printable(f.path, 4096);
         std::string rule = f.rule_id;
         if (rule.size() < 26) rule.resize(26, ' ');
         out += fit("  " + rule + " " + subject, width) + "\n";

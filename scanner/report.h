@@ -7,7 +7,8 @@
 //   moat_version  string
 //   image         {reference, manifest_digest|null, config_digest|null,
 //                  layers: [{index, digest|null, diff_id, created_by}]}
-//   scan          {mode, rootless, id_mapping, duration_ms, checks: [string]}
+//   scan          {mode, rootless, id_mapping, duration_ms, checks: [string], trust}
+//   trust         the trust policy's evaluation (scanner/trust/evaluate.h) or null
 //   findings      [finding], sorted (findings.h: sort order)
 //   summary       {critical, high, medium, low, info}: counts of `findings`
 //   errors        [string]    per-item problems that did not stop the scan
@@ -36,6 +37,9 @@
 #include <string_view>
 #include <vector>
 
+#include <nlohmann/json.hpp>
+#include <optional>
+
 #include "scanner/findings.h"
 #include "storage/store.h"
 
@@ -47,6 +51,7 @@ struct ScanInfo {
   std::string id_mapping = "none";  // subuid | single | none
   int64_t duration_ms = 0;
   std::vector<std::string> checks;
+  std::string trust = "not-evaluated";  // not-evaluated | accepted | rejected (scanner/trust/)
 };
 
 struct Report {
@@ -56,6 +61,7 @@ struct Report {
   std::vector<Finding> findings;  // after ignore entries were applied; writers sort a copy
   size_t suppressed = 0;          // findings an ignore file removed (table footer only)
   std::vector<std::string> errors;
+  std::optional<nlohmann::ordered_json> trust;  // the trust evaluation (trust::trust_json), when a policy was given
 };
 
 std::string report_json(const Report& r);

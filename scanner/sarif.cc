@@ -142,9 +142,12 @@ std::string report_sarif(const Report& r, const policy::Policy& p) {
           {"artifactLocation",
            {{"uri", percent_encode(r.reference.empty() ? "image" : r.reference, true)}}},
           {"region", {{"startLine", 1}}}};
-      loc["logicalLocations"] = ojson::array(
-          {{{"name", json_text(f.config_field)}, {"fullyQualifiedName", "config." + json_text(f.config_field)},
-            {"kind", "member"}}});
+      if (f.target == Target::Image)  // the image as a whole: its trust decision
+        loc["logicalLocations"] = ojson::array({{{"name", "trust"}, {"fullyQualifiedName", "image.trust"}, {"kind", "module"}}});
+      else
+        loc["logicalLocations"] = ojson::array(
+            {{{"name", json_text(f.config_field)}, {"fullyQualifiedName", "config." + json_text(f.config_field)},
+              {"kind", "member"}}});
     }
     res["locations"] = ojson::array({loc});
     res["partialFingerprints"] = {{"moat/v1", f.fingerprint}};

@@ -217,6 +217,7 @@ Status load_manifest(ImageDesc& d, BlobTree& tree, Descriptor desc, BlobPath pat
       case DocKind::Manifest: break;
     }
     d.manifest_digest = desc.digest;
+    d.manifest = bytes;
     if (!doc.contains("config")) return Error{"manifest " + desc.digest + " has no config"};
     MOAT_ASSIGN_OR_RETURN(Descriptor cfg, parse_descriptor(doc["config"], "config of manifest " + desc.digest));
     std::vector<Descriptor> layers;

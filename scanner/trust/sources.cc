@@ -1,0 +1,268 @@
+#include "scanner/trust/sources.h"
+
+#include <curl/curl.h>
+#include <errno.h>
+#include <limits.h>
+#include <stdlib.h>
+
+#include "scanner/trust/simple_signing.h"
+#include "scanner/trust/util.h"
+#include "storage/digest.h"
+
+namespace moat::trust {
+namespace {
+
+using json = nlohmann::json;
+
+// containers/image gives up after this many lookaside signatures.
+constexpr int kMaxLookasideSignatures = 128;
+
+std::string realpath_or(const std::string& p) {
+  char buf[PATH_MAX];
+  if (::realpath(p.c_str(), buf)) return buf;
+  return p;
+}
+
+std::vector<std::string> parents(std::string path, bool include_self) {
+  std::vector<std::string> res;
+  if (include_self && path != "/") res.push_back(path);
+  for (;;) {
+    size_t slash = path.rfind('/');
+    if (slash == std::string::npos || slash == 0) break;
+    path = path.substr(0, slash);
+    res.push_back(path);
+  }
+  return res;
+}
+
+struct CurlBody {
+  std::string data;
+  bool too_big = false;
+};
+size_t curl_write(char* p, size_t size, size_t n, void* ud) {
+  auto* b = static_cast<CurlBody*>(ud);
+  if (b->data.size() + size * n > kMaxSignatureBytes) {
+    b->too_big = true;
+    return 0;
+  }
+  b->data.append(p, size * n);
+  return size * n;
+}
+
+// The top-level manifest of a dir: image and whether it is the instance itself.
+Status add_dir_signatures(const Reference& ref, const ImageDesc& desc, SignatureSet& set) {
+  auto read_sigs = [&](const std::string& prefix, size_t manifest) -> Status {
+    for (size_t i = 1;; ++i) {
+      std::string p = ref.path + "/" + prefix + "signature-" + std::to_string(i);
+      auto b = read_file_limited(p, kMaxSignatureBytes);
+      if (!b) {
+        if (b.error().sys_errno == ENOENT) break;
+        return Error{"cannot read signature " + p + ": " + b.error().describe()};
+      }
+      if (i > kMaxSignatures) return Error{ref.path + " holds more than " + std::to_string(kMaxSignatures) + " signatures"};
+      set.sigs.push_back(classify_blob(std::move(b).value(), p));
+      set.sigs.back().manifest = manifest;
+    }
+    set.searched.push_back(ref.path + "/" + prefix + "signature-N");
+    return ok_status();
+  };
+  set.manifests.push_back(AttachedManifest{desc.manifest_digest, desc.manifest, "image"});
+  MOAT_ASSIGN_OR_RETURN(std::string top, read_file_limited(ref.path + "/manifest.json", 16u << 20));
+  if (sha256_digest(top) == desc.manifest_digest) return read_sigs("", 0);
+  // manifest.json is a list: the instance's own signatures, then the list's.
+  MOAT_TRY(read_sigs(digest_hex(desc.manifest_digest) + ".", 0));
+  auto j = parse_strict_json(top, ref.path + "/manifest.json");
+  bool lists = false;
+  if (j && j->is_object() && j->contains("manifests") && (*j)["manifests"].is_array())
+    for (const auto& m : (*j)["manifests"])
+      lists |= m.is_object() && m.contains("digest") && m["digest"] == desc.manifest_digest;
+  if (!lists) return ok_status();  // changed under us: its signatures cannot vouch for this image
+  set.manifests.push_back(AttachedManifest{sha256_digest(top), top, "index"});
+  return read_sigs("", set.manifests.size() - 1);
+}
+
+}  // namespace
+
+SignatureBlob classify_blob(std::string blob, std::string source) {
+  SignatureBlob s;
+  s.source = std::move(source);
+  if (blob.empty()) {
+    s.format = SigFormat::Unsupported;
+    s.note = "empty signature";
+    return s;
+  }
+  unsigned char b0 = static_cast<unsigned char>(blob[0]);
+  static const unsigned char openpgp[] = {0xA0, 0xA1, 0xA2, 0xA3, 0xC8, 0x90, 0x91, 0x92, 0x93,
+                                          0xC4, 0x88, 0x89, 0x8A, 0x8B, 0xC2};
+  for (unsigned char c : openpgp)
+    if (b0 == c) {
+      s.format = SigFormat::SimpleSigning;
+      s.bytes = std::move(blob);
+      return s;
+    }
+  if (b0 == 0) {
+    size_t nl = blob.find('\n');
+    std::string fmt = nl == std::string::npos ? "" : blob.substr(1, nl - 1);
+    if (fmt == "simple-signing") {
+      s.format = SigFormat::SimpleSigning;
+      s.bytes = blob.substr(nl + 1);
+      return s;
+    }
+    if (fmt == "sigstore-json") {
+      auto j = parse_strict_json(std::string_view(blob).substr(nl + 1), "sigstore signature");
+      if (j && j->is_object() && j->contains("payload") && (*j)["payload"].is_string() &&
+          j->contains("mimeType") && (*j)["mimeType"].is_string()) {
+        auto payload = base64_decode((*j)["payload"].get<std::string>());
+        if (payload) {
+          s.format = SigFormat::Sigstore;
+          s.bytes = *payload;
+          if ((*j)["mimeType"] != "application/vnd.dev.cosign.simplesigning.v1+json") {
+            s.format = SigFormat::Unsupported;
+            s.note = "sigstore attachment of type " + printable_text((*j)["mimeType"].get<std::string>(), 80);
+          }
+          if (j->contains("annotations") && (*j)["annotations"].is_object()) {
+            const json& a = (*j)["annotations"];
+            auto get = [&](const char* k) { return a.contains(k) && a[k].is_string() ? a[k].get<std::string>() : ""; };
+            s.sigstore_signature = get("dev.cosignproject.cosign/signature");
+            s.sigstore_cert = get("dev.sigstore.cosign/certificate");
+            s.sigstore_chain = get("dev.sigstore.cosign/chain");
+            s.sigstore_bundle = get("dev.sigstore.cosign/bundle");
+          }
+          return s;
+        }
+      }
+      s.format = SigFormat::Unsupported;
+      s.note = "malformed sigstore-json signature";
+      return s;
+    }
+    s.format = SigFormat::Unsupported;
+    s.note = "unrecognized signature format \"" + printable_text(fmt, 40) + "\"";
+    return s;
+  }
+  s.format = SigFormat::Unsupported;
+  char hex[8];
+  std::snprintf(hex, sizeof hex, "0x%02x", b0);
+  s.note = std::string("unrecognized signature format, starting with byte ") + hex;
+  return s;
+}
+
+Result<std::optional<std::string>> fetch_lookaside(const std::string& url) {
+  if (url.rfind("file://", 0) == 0) {
+    std::string path = url.substr(7);
+    auto b = read_file_limited(path, kMaxSignatureBytes);
+    if (!b) {
+      if (b.error().sys_errno == ENOENT) return std::optional<std::string>{};
+      return Error{"reading signature from " + url + ": " + b.error().describe()};
+    }
+    return std::optional<std::string>(std::move(b).value());
+  }
+  if (url.rfind("http://", 0) != 0 && url.rfind("https://", 0) != 0)
+    return Error{"unsupported lookaside URL scheme in " + url}.with_hint(
+        "registries.d lookaside URLs must be file://, http:// or https://");
+  static const bool inited = curl_global_init(CURL_GLOBAL_DEFAULT) == 0;
+  if (!inited) return Error{"libcurl initialisation failed"};
+  CURL* c = curl_easy_init();
+  if (!c) return Error{"libcurl initialisation failed"};
+  CurlBody body;
+  curl_easy_setopt(c, CURLOPT_URL, url.c_str());
+  curl_easy_setopt(c, CURLOPT_WRITEFUNCTION, curl_write);
+  curl_easy_setopt(c, CURLOPT_WRITEDATA, &body);
+  curl_easy_setopt(c, CURLOPT_FOLLOWLOCATION, 1L);
+  curl_easy_setopt(c, CURLOPT_MAXREDIRS, 5L);
+  curl_easy_setopt(c, CURLOPT_PROTOCOLS_STR, "http,https");
+  curl_easy_setopt(c, CURLOPT_REDIR_PROTOCOLS_STR, "http,https");
+  curl_easy_setopt(c, CURLOPT_CONNECTTIMEOUT, 30L);
+  curl_easy_setopt(c, CURLOPT_TIMEOUT, 120L);
+  curl_easy_setopt(c, CURLOPT_NOSIGNAL, 1L);
+  curl_easy_setopt(c, CURLOPT_USERAGENT, "moat/" MOAT_VERSION);
+  CURLcode rc = curl_easy_perform(c);
+  long status = 0;
+  curl_easy_getinfo(c, CURLINFO_RESPONSE_CODE, &status);
+  curl_easy_cleanup(c);
+  if (body.too_big) return Error{"signature at " + url + " is larger than " + std::to_string(kMaxSignatureBytes) + " bytes"};
+  if (rc != CURLE_OK) return Error{"reading signature from " + url + ": " + curl_easy_strerror(rc)};
+  if (status == 404) return std::optional<std::string>{};
+  if (status != 200)
+    return Error{"reading signature from " + url + ": HTTP status " + std::to_string(status)}.with_hint(
+        "the lookaside server must answer 200 or 404; moat fails closed on anything else");
+  return std::optional<std::string>(std::move(body.data));
+}
+
+Result<PolicyImage> policy_image(const Reference& ref) {
+  PolicyImage p;
+  switch (ref.transport) {
+    case Transport::Dir:
+      p.transport = "dir";
+      p.identity = realpath_or(ref.path);
+      p.namespaces = parents(p.identity, false);
+      break;
+    case Transport::OciLayout:
+      p.transport = "oci";
+      p.identity = realpath_or(ref.path);
+      p.namespaces = parents(p.identity, true);
+      break;
+    case Transport::OciArchive:
+      p.transport = "oci-archive";
+      p.identity = realpath_or(ref.path);
+      p.namespaces = parents(p.identity, true);
+      break;
+    case Transport::DockerArchive:
+      p.transport = "docker-archive";  // containers/image gives it no identity and no namespaces
+      break;
+    case Transport::ContainersStorage:
+      return Error{"trust policies for containers-storage: images are not supported"};
+    case Transport::Docker: {
+      p.transport = "docker";
+      // docker://NAME[:TAG|@DIGEST]: the text after the transport.
+      std::string text = ref.text.rfind("docker://", 0) == 0 ? ref.text.substr(9) : ref.path;
+      MOAT_ASSIGN_OR_RETURN(DockerRef d, parse_docker_ref(text));
+      if (d.name_only()) d.tag = "latest";
+      p.identity = d.text();
+      p.namespaces = docker_namespaces(d);
+      p.docker = d;
+      break;
+    }
+  }
+  return p;
+}
+
+Result<SignatureSet> collect_signatures(const Reference& ref, const ImageDesc& desc, const PolicyImage& pimg,
+                                        const RegistriesD& regd) {
+  SignatureSet set;
+  if (desc.manifest.empty() || desc.manifest_digest.empty()) {
+    set.searched.push_back("nowhere: this image has no manifest to sign");
+    return set;
+  }
+  if (!manifest_matches_digest(desc.manifest, desc.manifest_digest))
+    return Error{"internal: the manifest bytes do not match " + desc.manifest_digest};
+  switch (ref.transport) {
+    case Transport::Dir:
+      MOAT_TRY(add_dir_signatures(ref, desc, set));
+      break;
+    case Transport::Docker: {
+      set.manifests.push_back(AttachedManifest{desc.manifest_digest, desc.manifest, "image"});
+      std::string origin;
+      std::string base = regd.lookaside_base(*pimg.docker, pimg.identity, &origin);
+      for (int i = 1;; ++i) {
+        if (i > kMaxLookasideSignatures)
+          return Error{"the lookaside " + base + " provided more than " + std::to_string(kMaxLookasideSignatures) +
+                       " signatures; assuming a server error"};
+        std::string url = base + "@sha256=" + digest_hex(desc.manifest_digest) + "/signature-" + std::to_string(i);
+        MOAT_ASSIGN_OR_RETURN(auto b, fetch_lookaside(url));
+        if (!b) break;
+        set.sigs.push_back(classify_blob(std::move(*b), url));
+      }
+      set.searched.push_back("lookaside " + base + "@sha256=" + digest_hex(desc.manifest_digest) + "/signature-N (" +
+                             origin + ")");
+      break;
+    }
+    default:
+      set.manifests.push_back(AttachedManifest{desc.manifest_digest, desc.manifest, "image"});
+      set.searched.push_back(std::string("nowhere: the ") + transport_name(ref.transport) +
+                             " transport stores no signatures");
+      break;
+  }
+  return set;
+}
+
+}  // namespace moat::trust

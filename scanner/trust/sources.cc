@@ -69,16 +69,10 @@ Status add_dir_signatures(const Reference& ref, const ImageDesc& desc, Signature
   set.manifests.push_back(AttachedManifest{desc.manifest_digest, desc.manifest, "image"});
   MOAT_ASSIGN_OR_RETURN(std::string top, read_file_limited(ref.path + "/manifest.json", 16u << 20));
   if (sha256_digest(top) == desc.manifest_digest) return read_sigs("", 0);
-  // manifest.json is a list: the instance's own signatures, then the list's.
-  MOAT_TRY(read_sigs(digest_hex(desc.manifest_digest) + ".", 0));
-  auto j = parse_strict_json(top, ref.path + "/manifest.json");
-  bool lists = false;
-  if (j && j->is_object() && j->contains("manifests") && (*j)["manifests"].is_array())
-    for (const auto& m : (*j)["manifests"])
-      lists |= m.is_object() && m.contains("digest") && m["digest"] == desc.manifest_digest;
-  if (!lists) return ok_status();  // changed under us: its signatures cannot vouch for this image
-  set.manifests.push_back(AttachedManifest{sha256_digest(top), top, "index"});
-  return read_sigs("", set.manifests.size() - 1);
+  // manifest.json is a list: the instance picked is what is evaluated, with
+  // its own signatures (<hex>.signature-N), as `skopeo copy` of one instance
+  // does; the list's signatures speak for the list, not for the instance.
+  return read_sigs(digest_hex(desc.manifest_digest) + ".", 0);
 }
 
 }  // namespace

@@ -9,9 +9,8 @@
 //             error: the evaluation fails closed;
 //   oci:, oci-archive:, docker-archive: none (containers/image has none either).
 //
-// For an image picked from a list, the signatures of the instance and of the
-// list are both collected: a list signature binds the instance through the
-// list's verified bytes, which name the instance's digest.
+// For an image picked from a list, the instance is evaluated with its own
+// signatures (as `skopeo copy` of one instance does): never the list's.
 #pragma once
 
 #include <string>

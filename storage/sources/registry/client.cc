@@ -432,6 +432,28 @@ Result<Manifest> Client::get_manifest(const std::string& repo, const std::string
   std::string what = impl_->registry + "/" + repo + (is_valid_digest(ref) ? "@" : ":") + ref;
   if (r.too_big) return Error{"manifest of " + what + " is larger than " + human_bytes(max_bytes)}.with_hint("raise --max-json-bytes if this is expected");
   if (r.curl_code != 0) return impl_->transport_failure(r);
+  if (r.status == 404 && !is_valid_digest(ref) && registry_error(r.body).first != "NAME_UNKNOWN") {
+    // A registry may say MANIFEST_UNKNOWN for a repository it does not have: its tag list tells them apart.
+    HttpRequest tq;
+    tq.max_body = 1u << 20;
+    auto t = impl_->send(tq, repo, "/v2/" + repo + "/tags/list?n=10");
+    if (t && t->curl_code == 0 && (t->status == 404 || registry_error(t->body).first == "NAME_UNKNOWN"))
+      return Error{"repository " + impl_->registry + "/" + repo + " not found"}.with_hint(
+          "check the repository name (skopeo list-tags docker://" + impl_->registry + "/" + repo + " lists a repository's tags)");
+    std::string some;
+    if (t && t->curl_code == 0 && t->status == 200) {
+      try {
+        json j = json::parse(t->body);
+        if (j.contains("tags") && j["tags"].is_array())
+          for (const auto& x : j["tags"])
+            if (x.is_string() && some.size() < 200) some += (some.empty() ? "" : ", ") + printable(x.get<std::string>(), 60);
+      } catch (...) {
+      }
+    }
+    return Error{"manifest " + ref + " not found in " + impl_->registry + "/" + repo + ": no such tag"}.with_hint(
+        (some.empty() ? std::string() : "it has tags such as " + some + "; ") + "list them with skopeo list-tags docker://" +
+        impl_->registry + "/" + repo);
+  }
   if (r.status != 200) return impl_->http_error(r, repo, "manifest", ref);
   Manifest m;
   m.bytes = std::move(r.body);

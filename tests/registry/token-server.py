@@ -5,7 +5,7 @@
 
 Issues RS256 JWTs with the signing certificate in the x5c header, which
 docker-registry verifies against its `auth: token: rootcertbundle`.
-Users: alice/secret may pull and push everything; bob/bobpw may pull nothing
+Users: alice/Al1ce-T0ken-pw may pull and push everything; bob/bobpw may pull nothing
 (every scope he asks for is granted empty: insufficient_scope); anonymous
 callers may pull public/*. An OAuth2 refresh-token POST with refresh_token
 "refresh-alice" is alice. When the file LOG.expire-first exists, the first
@@ -19,7 +19,7 @@ from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import padding
 
 port, cert, key, sign_cert, sign_key, service, issuer, logf = sys.argv[1:9]
-users = {"alice": "secret", "bob": "bobpw"}
+users = {"alice": "Al1ce-T0ken-pw", "bob": "bobpw"}
 with open(sign_key, "rb") as f:
     skey = serialization.load_pem_private_key(f.read(), None)
 with open(sign_cert, "rb") as f:
@@ -53,7 +53,7 @@ def token(user, scope):
     issued[0] += 1
     exp = now + 300
     if issued[0] == 1 and os.path.exists(logf + ".expire-first"):
-        exp = now - 30
+        exp = now - 300  # docker-registry allows 60 s of clock skew
     header = {"typ": "JWT", "alg": "RS256", "x5c": [x5c]}
     claims = {"iss": issuer, "sub": user or "", "aud": service, "exp": exp, "nbf": now - 60, "iat": now,
               "jti": "%d-%d" % (now, issued[0]), "access": grant(user, scope)}

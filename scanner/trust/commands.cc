@@ -28,7 +28,6 @@ void add_verify_options(CLI::App* c, VerifyArgs& a) {
   c->add_option("-f,--format", a.format, "Output format: table or json")
       ->check(CLI::IsMember({"table", "json"}))
       ->capture_default_str();
-  c->add_option("--platform", a.platform, "OS/ARCH[/VARIANT] of a multi-platform image to evaluate (default: the host's)");
 }
 
 TrustResult evaluate_image(const TrustOptions& o, const std::string& image_text, const ImageDesc& desc) {

@@ -8,6 +8,8 @@
 #include "scanner/trust/simple_signing.h"
 #include "scanner/trust/util.h"
 #include "storage/digest.h"
+#include "storage/sources/registry/client.h"
+#include "storage/sources/registry/docker_ref.h"
 
 namespace moat::trust {
 namespace {
@@ -73,6 +75,89 @@ Status add_dir_signatures(const Reference& ref, const ImageDesc& desc, Signature
   // its own signatures (<hex>.signature-N), as `skopeo copy` of one instance
   // does; the list's signatures speak for the list, not for the instance.
   return read_sigs(digest_hex(desc.manifest_digest) + ".", 0);
+}
+
+// A tag that does not exist: the client's "no such tag" error. Anything else
+// (auth, TLS, 5xx) is an error: the evaluation fails closed.
+bool tag_missing(const Error& e) {
+  const std::string& m = e.message;
+  return m.size() >= 12 && m.compare(m.size() - 12, 12, "no such tag") == 0;
+}
+
+// cosign's attachments: the OCI manifest tagged sha256-HEX.sig, one layer per
+// signature, its payload the layer blob and its signature an annotation.
+Status add_sigstore_attachments(registry::Client& client, const std::string& repo, const std::string& digest,
+                                const std::string& where, SignatureSet& set) {
+  std::string tag = "sha256-" + digest_hex(digest) + ".sig";
+  set.searched.push_back("sigstore attachments " + where + ":" + tag);
+  auto m = client.get_manifest(repo, tag, 4u << 20);
+  if (!m) {
+    if (tag_missing(m.error())) return ok_status();
+    return Error{"reading the sigstore attachment " + where + ":" + tag + ": " + m.error().message, 0, m.error().hint};
+  }
+  auto j = parse_strict_json(m->bytes, "sigstore attachment manifest " + where + ":" + tag);
+  if (!j) return j.error();
+  if (!j->is_object() || !j->contains("layers") || !(*j)["layers"].is_array())
+    return Error{"sigstore attachment manifest " + where + ":" + tag + " has no layers"};
+  const auto& layers = (*j)["layers"];
+  if (layers.size() > kMaxSignatures)
+    return Error{"sigstore attachment manifest " + where + ":" + tag + " has more than " + std::to_string(kMaxSignatures) + " layers"};
+  for (size_t i = 0; i < layers.size(); ++i) {
+    const auto& l = layers[i];
+    std::string src = where + ":" + tag + " layer " + std::to_string(i);
+    if (!l.is_object() || !l.contains("digest") || !l["digest"].is_string() || !is_valid_digest(l["digest"].get<std::string>()))
+      return Error{src + ": invalid layer descriptor"};
+    if (l.contains("size") && (!l["size"].is_number_integer() || l["size"].get<int64_t>() > int64_t(kMaxSignatureBytes)))
+      return Error{src + ": layer larger than " + std::to_string(kMaxSignatureBytes) + " bytes"};
+    std::string mt = l.contains("mediaType") && l["mediaType"].is_string() ? l["mediaType"].get<std::string>() : "";
+    SignatureBlob s;
+    s.source = src;
+    if (mt != "application/vnd.dev.cosign.simplesigning.v1+json") {
+      s.format = SigFormat::Unsupported;
+      s.note = "sigstore attachment of type \"" + printable_text(mt, 80) + "\" (not a cosign signature)";
+      set.sigs.push_back(std::move(s));
+      continue;
+    }
+    MOAT_ASSIGN_OR_RETURN(s.bytes, client.get_blob(repo, l["digest"].get<std::string>(), kMaxSignatureBytes));
+    s.format = SigFormat::Sigstore;
+    if (l.contains("annotations") && l["annotations"].is_object()) {
+      const auto& a = l["annotations"];
+      auto get = [&](const char* k) { return a.contains(k) && a[k].is_string() ? a[k].get<std::string>() : ""; };
+      s.sigstore_signature = get("dev.cosignproject.cosign/signature");
+      s.sigstore_cert = get("dev.sigstore.cosign/certificate");
+      s.sigstore_chain = get("dev.sigstore.cosign/chain");
+      s.sigstore_bundle = get("dev.sigstore.cosign/bundle");
+    }
+    set.sigs.push_back(std::move(s));
+  }
+  return ok_status();
+}
+
+// Signatures moat cannot read, found through the OCI 1.1 referrers tag schema
+// (the index tagged sha256-HEX): cosign v3 bundles, Notation. They are
+// reported as "unsupported signature format", never as "no signature".
+Status add_referrers(registry::Client& client, const std::string& repo, const std::string& digest,
+                     const std::string& where, SignatureSet& set) {
+  std::string tag = "sha256-" + digest_hex(digest);
+  auto m = client.get_manifest(repo, tag, 4u << 20);
+  if (!m) return tag_missing(m.error()) ? ok_status() : Status(m.error());
+  set.searched.push_back("referrers " + where + ":" + tag);
+  auto j = parse_strict_json(m->bytes, "referrers index " + where + ":" + tag);
+  if (!j || !j->is_object() || !j->contains("manifests") || !(*j)["manifests"].is_array()) return ok_status();
+  for (const auto& d : (*j)["manifests"]) {
+    if (!d.is_object()) continue;
+    std::string at = d.contains("artifactType") && d["artifactType"].is_string() ? d["artifactType"].get<std::string>() : "";
+    std::string kind;
+    if (at.rfind("application/vnd.dev.sigstore.bundle", 0) == 0) kind = "sigstore bundle (cosign v3) via referrers";
+    else if (at == "application/vnd.cncf.notary.signature") kind = "Notation signature";
+    else continue;
+    SignatureBlob s;
+    s.source = where + ":" + tag + " " + (d.contains("digest") && d["digest"].is_string() ? printable_text(d["digest"].get<std::string>(), 80) : "");
+    s.format = SigFormat::Unsupported;
+    s.note = kind;
+    set.sigs.push_back(std::move(s));
+  }
+  return ok_status();
 }
 
 }  // namespace
@@ -248,6 +333,14 @@ Result<SignatureSet> collect_signatures(const Reference& ref, const ImageDesc& d
       }
       set.searched.push_back("lookaside " + base + "@sha256=" + digest_hex(desc.manifest_digest) + "/signature-N (" +
                              origin + ")");
+      MOAT_ASSIGN_OR_RETURN(moat::DockerRef where, moat::parse_docker_ref(ref.text.substr(9)));
+      MOAT_ASSIGN_OR_RETURN(auto client, registry::Client::create(where.registry, registry::default_options()));
+      if (regd.use_sigstore_attachments(*pimg.docker, pimg.identity)) {
+        MOAT_TRY(add_sigstore_attachments(*client, where.repository, desc.manifest_digest, where.name(), set));
+      } else {
+        set.searched.push_back("not sigstore attachments (use-sigstore-attachments is off in registries.d)");
+      }
+      MOAT_TRY(add_referrers(*client, where.repository, desc.manifest_digest, where.name(), set));
       break;
     }
     default:

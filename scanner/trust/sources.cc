@@ -81,7 +81,8 @@ Status add_dir_signatures(const Reference& ref, const ImageDesc& desc, Signature
 // (auth, TLS, 5xx) is an error: the evaluation fails closed.
 bool tag_missing(const Error& e) {
   const std::string& m = e.message;
-  return m.size() >= 12 && m.compare(m.size() - 12, 12, "no such tag") == 0;
+  static const std::string kTail = ": no such tag";
+  return m.size() >= kTail.size() && m.compare(m.size() - kTail.size(), kTail.size(), kTail) == 0;
 }
 
 // cosign's attachments: the OCI manifest tagged sha256-HEX.sig, one layer per

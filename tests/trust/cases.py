@@ -601,6 +601,12 @@ def main():
     # --- moat scan --policy: the gate before any layer --------------------
     scan_checks(K, C, REF, good)
 
+    # --- docker:// (a real registry, lookaside, sigstore attachments) -----
+    if shutil.which("docker-registry") is None:
+        print("SKIPPED: docker:// cases: docker-registry is not installed", flush=True)
+    else:
+        registry_cases(K, good, other, k, base_d)
+
     failed = [r for r in RESULTS if r[3]]
     oracle_n = sum(1 for r in RESULTS if r[2] is not None)
     print(f"\n{len(RESULTS)} cases, {oracle_n} checked against skopeo, {len(failed)} failed")
@@ -670,6 +676,336 @@ def scan_checks(K, C, REF, good):
         problems.append(f"scan.trust is not not-evaluated (exit {r.returncode})")
     RESULTS.append(("scan-without-policy-not-evaluated", "-", None, problems))
     print(f"{'ok' if not problems else 'FAIL':4} scan-without-policy-not-evaluated" + "".join("\n       " + x for x in problems))
+
+
+# ---------------------------------------------------------------- docker://
+def free_port():
+    s = socket.socket()
+    s.bind(("127.0.0.1", 0))
+    port = s.getsockname()[1]
+    s.close()
+    return port
+
+
+def wait_port(port, proc, what):
+    for _ in range(200):
+        if proc.poll() is not None:
+            raise RuntimeError(f"{what} exited early")
+        with socket.socket() as c:
+            if c.connect_ex(("127.0.0.1", port)) == 0:
+                return
+        time.sleep(0.05)
+    raise RuntimeError(f"{what} did not start on port {port}")
+
+
+def start(cmd, log, what, port):
+    f = open(log, "wb")
+    proc = subprocess.Popen(cmd, stdout=f, stderr=subprocess.STDOUT, env=ENV)
+    CHILDREN.append(proc)
+    wait_port(port, proc, what)
+    return proc
+
+
+def start_registry():
+    pki = p("pki")
+    os.makedirs(pki)
+    openssl("req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "2", "-subj", "/CN=moat trust test CA",
+            "-keyout", f"{pki}/ca.key", "-out", f"{pki}/ca.crt")
+    openssl("req", "-newkey", "rsa:2048", "-nodes", "-subj", "/CN=127.0.0.1", "-keyout", f"{pki}/server.key",
+            "-out", f"{pki}/server.csr")
+    with open(f"{pki}/ext", "w") as f:
+        f.write("subjectAltName=IP:127.0.0.1,DNS:localhost\nbasicConstraints=CA:FALSE\n")
+    openssl("x509", "-req", "-in", f"{pki}/server.csr", "-CA", f"{pki}/ca.crt", "-CAkey", f"{pki}/ca.key",
+            "-CAcreateserial", "-days", "2", "-extfile", f"{pki}/ext", "-out", f"{pki}/server.crt")
+    port = free_port()
+    cfg = p("registry.yml")
+    with open(cfg, "w") as f:
+        f.write(f"""version: 0.1
+log:
+  level: info
+  formatter: text
+storage:
+  filesystem:
+    rootdirectory: {p('registry-data')}
+  delete:
+    enabled: true
+http:
+  addr: 127.0.0.1:{port}
+  secret: moat-trust-test
+  tls:
+    certificate: {pki}/server.crt
+    key: {pki}/server.key
+""")
+    start(["docker-registry", "serve", cfg], p("registry.log"), "docker-registry", port)
+    return port
+
+
+# A lookaside server: python's http.server for a directory, answering 500 under /broken/.
+LOOKASIDE_SERVER = r"""
+import http.server, sys, functools
+class H(http.server.SimpleHTTPRequestHandler):
+    def do_GET(self):
+        if self.path.startswith("/broken/"):
+            self.send_error(500, "broken on purpose")
+            return
+        super().do_GET()
+    def log_message(self, *a):
+        sys.stderr.write("%s\n" % (a[0] % a[1:]))
+http.server.ThreadingHTTPServer(("127.0.0.1", int(sys.argv[1])), functools.partial(H, directory=sys.argv[2])).serve_forever()
+"""
+
+
+def start_lookaside(root):
+    port = free_port()
+    script = p("lookaside.py")
+    with open(script, "w") as f:
+        f.write(LOOKASIDE_SERVER)
+    start([sys.executable, script, str(port), root], p("lookaside.log"), "lookaside http server", port)
+    return port
+
+
+def registry_request(port, method, path, body=b"", ctype=None):
+    import http.client
+    import ssl
+    ctx = ssl.create_default_context(cafile=p("pki", "ca.crt"))
+    c = http.client.HTTPSConnection("127.0.0.1", port, context=ctx, timeout=30)
+    headers = {"Content-Length": str(len(body))}
+    if ctype:
+        headers["Content-Type"] = ctype
+    c.request(method, path, body=body, headers=headers)
+    r = c.getresponse()
+    data = r.read()
+    loc = r.getheader("Location")
+    c.close()
+    if r.status >= 300:
+        raise RuntimeError(f"{method} {path}: HTTP {r.status} {data[:200]!r}")
+    return loc
+
+
+def push_blob(port, repo, data):
+    import urllib.parse
+    d = "sha256:" + hashlib.sha256(data).hexdigest()
+    loc = registry_request(port, "POST", f"/v2/{repo}/blobs/uploads/")
+    u = urllib.parse.urlsplit(loc)
+    q = (u.query + "&" if u.query else "") + "digest=" + d
+    registry_request(port, "PUT", f"{u.path}?{q}", data, "application/octet-stream")
+    return d
+
+
+def push_manifest(port, repo, tag, doc, media_type):
+    data = json.dumps(doc).encode()
+    registry_request(port, "PUT", f"/v2/{repo}/manifests/{tag}", data, media_type)
+    return "sha256:" + hashlib.sha256(data).hexdigest()
+
+
+OCI_MANIFEST = "application/vnd.oci.image.manifest.v1+json"
+OCI_INDEX = "application/vnd.oci.image.index.v1+json"
+
+
+def push_attachment(port, repo, digest, layers):
+    """cosign's attachment: an OCI manifest tagged sha256-HEX.sig, one layer per signature."""
+    cfg = b"{}"
+    cd = push_blob(port, repo, cfg)
+    descs = []
+    for payload, annotations, mt in layers:
+        descs.append({"mediaType": mt, "digest": push_blob(port, repo, payload), "size": len(payload),
+                      "annotations": annotations})
+    doc = {"schemaVersion": 2, "mediaType": OCI_MANIFEST,
+           "config": {"mediaType": "application/vnd.oci.image.config.v1+json", "digest": cd, "size": len(cfg)},
+           "layers": descs}
+    return push_manifest(port, repo, "sha256-" + digest.split(":")[1] + ".sig", doc, OCI_MANIFEST)
+
+
+def registry_cases(K, good, other, k, base_d):
+    port = start_registry()
+    host = f"127.0.0.1:{port}"
+    os.makedirs(p("certsd"))  # certs.d style: the CA only (a *.key there would be read as a client pair)
+    shutil.copy(p("pki", "ca.crt"), p("certsd", "ca.crt"))
+    tls = ["--dest-cert-dir", p("certsd")]
+    sigs = p("sigstore")  # the lookaside's files: skopeo writes them (lookaside-staging), http.server serves them
+    os.makedirs(os.path.join(sigs, "broken"))
+    hport = start_lookaside(sigs)
+
+    def regd(name, yaml_text):
+        d = p("regd", name)
+        os.makedirs(d)
+        with open(os.path.join(d, "default.yaml"), "w") as f:
+            f.write(yaml_text)
+        return d
+
+    RD_HTTP = regd("http", f"docker:\n  {host}:\n    lookaside: http://127.0.0.1:{hport}\n"
+                           f"    lookaside-staging: file://{sigs}\n")
+    RD_FILE = regd("file", f"default-docker:\n  lookaside: file://{sigs}\n")
+    RD_500 = regd("broken", f"docker:\n  {host}:\n    lookaside: http://127.0.0.1:{hport}/broken\n")
+    RD_ATT = regd("attach", f"docker:\n  {host}:\n    lookaside: file://{sigs}\n    use-sigstore-attachments: true\n")
+    RD_NOATT = regd("noattach", f"docker:\n  {host}:\n    lookaside: file://{sigs}\n    use-sigstore-attachments: false\n")
+
+    L = p("layout")
+    # Signed by skopeo itself while pushing (the lookaside-staging of registries.d).
+    run(["skopeo", "copy", "-q", "--registries.d", RD_HTTP, "--sign-by", good] + tls +
+        [f"oci:{L}:a", f"docker://{host}/app:1"])
+    run(["skopeo", "copy", "-q"] + tls + [f"oci:{L}:a", f"docker://{host}/app:2"])  # same digest, unsigned tag
+    run(["skopeo", "copy", "-q"] + tls + [f"oci:{L}:b", f"docker://{host}/app:unsigned"])
+    run(["skopeo", "copy", "-q", "--registries.d", RD_HTTP, "--sign-by", good] + tls +
+        [f"oci:{L}:b", f"docker://{host}/ns/app:1"])
+    run(["skopeo", "copy", "-q", "--registries.d", RD_HTTP, "--sign-by", other] + tls +
+        [f"oci:{L}:b", f"docker://{host}/wrongkey:1"])
+    # A mirror whose signatures name the upstream (remapIdentity).
+    run(["skopeo", "copy", "-q"] + tls + [f"oci:{L}:a", f"docker://{host}/mirror/app:1"])
+    a_digest = base_d
+    # (base_d is the manifest of :a as skopeo's dir: wrote it; the pushed one is the same bytes.)
+    mdir = os.path.join(sigs, "mirror", "app@sha256=" + a_digest.split(":")[1])
+    os.makedirs(mdir)
+    mf = p("a-manifest.json")
+    shutil.copy(p("img", "base", "manifest.json"), mf)
+    standalone_sign(mf, "registry.moat.test/app:1", good, os.path.join(mdir, "signature-1"))
+
+    def img(ref):
+        return f"docker://{host}/{ref}"
+
+    def dcase(name, ref, policy, expect, rd, oracle=True, text=None, extra=()):
+        d = p("cases", name)
+        os.makedirs(d, exist_ok=True)
+        pol = os.path.join(d, "policy.json")
+        with open(pol, "w") as f:
+            json.dump(policy, f)
+        args = [MOAT, "verify", "--cert-dir", p("certsd"), "--policy", pol, "--registries.d", rd, "--format", "json",
+                *extra, img(ref)]
+        r = run(args, check=False)
+        dec = {0: "accepted", 1: "rejected", 2: "error"}.get(r.returncode, f"exit {r.returncode}")
+        problems = [] if dec == expect else [f"moat said {dec}, expected {expect}"]
+        out = r.stdout.decode(errors="replace")
+        if text and text not in out:
+            problems.append(f"the output does not say {text!r}")
+        sk = None
+        if oracle:
+            sr = run(["skopeo", "copy", "-q", "--src-cert-dir", p("certsd"), "--policy", pol, "--registries.d", rd,
+                      img(ref), "dir:" + os.path.join(d, "skopeo-out")], check=False)
+            sk = "accepted" if sr.returncode == 0 else "not accepted"
+            if (sr.returncode == 0) != (dec == "accepted"):
+                problems.append(f"skopeo {sk} ({sr.stderr.decode(errors='replace')[:300]}), moat said {dec}")
+        RESULTS.append((name, dec, sk, problems))
+        print(f"{'ok' if not problems else 'FAIL':4} {name:48} moat={dec:9} skopeo={sk or '-'}" +
+              "".join("\n       " + x for x in problems), flush=True)
+        if problems:
+            print("       moat output:\n" + "\n".join("         " + l for l in out.splitlines()[:60]), flush=True)
+            print("       moat stderr: " + r.stderr.decode(errors="replace")[:600], flush=True)
+
+    def dpol(reqs, scope=None, default=None):
+        return {"default": default or [{"type": "reject"}], "transports": {"docker": {scope or host: reqs}}}
+
+    G = signed_by(K["good"])
+    dcase("docker-accepted-by-tag-http-lookaside", "app:1", dpol([G]), "accepted", RD_HTTP, text="valid signature")
+    dcase("docker-accepted-by-tag-file-lookaside", "app:1", dpol([G]), "accepted", RD_FILE)
+    dcase("docker-accepted-by-digest", "app@" + a_digest, dpol([G]), "accepted", RD_HTTP)
+    dcase("docker-rejected-other-tag-same-digest", "app:2", dpol([G]), "rejected", RD_HTTP,
+          text="the image is " + host + "/app:2")
+    dcase("docker-accepted-other-tag-match-repository", "app:2",
+          dpol([signed_by(K["good"], {"type": "matchRepository"})]), "accepted", RD_HTTP)
+    dcase("docker-rejected-match-exact-by-digest", "app@" + a_digest,
+          dpol([signed_by(K["good"], {"type": "matchExact"})]), "rejected", RD_HTTP)
+    dcase("docker-rejected-unsigned", "app:unsigned", dpol([G]), "rejected", RD_HTTP, text="no signature exists")
+    dcase("docker-rejected-wrong-key", "wrongkey:1", dpol([G]), "rejected", RD_HTTP)
+    dcase("docker-error-lookaside-500", "app:1", dpol([G]), "error", RD_500, text="HTTP status 500")
+    dcase("docker-accepted-remap-identity", "mirror/app:1",
+          dpol([signed_by(K["good"], {"type": "remapIdentity", "prefix": f"{host}/mirror",
+                                      "signedPrefix": "registry.moat.test"})]), "accepted", RD_FILE)
+    dcase("docker-rejected-without-remap", "mirror/app:1", dpol([G]), "rejected", RD_FILE)
+    # Scopes: the full reference, a namespace, the host, a *. wildcard (built without the port), the transport default.
+    ins = [{"type": "insecureAcceptAnything"}]
+    rej = [{"type": "reject"}]
+    dcase("docker-scope-full-reference", "app:unsigned",
+          {"default": rej, "transports": {"docker": {f"{host}/app:unsigned": ins, host: rej}}}, "accepted", RD_HTTP)
+    dcase("docker-scope-namespace", "ns/app:1",
+          {"default": ins, "transports": {"docker": {f"{host}/ns": [G], host: rej}}}, "accepted", RD_HTTP)
+    dcase("docker-scope-namespace-rejects", "ns/app:1",
+          {"default": ins, "transports": {"docker": {f"{host}/ns": rej, host: ins}}}, "rejected", RD_HTTP)
+    dcase("docker-scope-wildcard", "app:unsigned",
+          {"default": ins, "transports": {"docker": {"*.0.1": rej}}}, "rejected", RD_HTTP,
+          text='transports[\\"docker\\"][\\"*.0.1\\"]')
+    dcase("docker-scope-wildcard-with-port-never-matches", "app:unsigned",
+          {"default": ins, "transports": {"docker": {f"*.0.1:{port}": rej}}}, "accepted", RD_HTTP)
+    dcase("docker-scope-transport-default", "app:unsigned",
+          {"default": rej, "transports": {"docker": {"": ins}}}, "accepted", RD_HTTP)
+
+    # sigstore attachments (sha256-HEX.sig), made here with OpenSSL.
+    def attach(repo, digest, keyfile, identity, mt="application/vnd.dev.cosign.simplesigning.v1+json"):
+        payload = cosign_payload(digest, identity)
+        sig = base64.b64encode(raw_sign(keyfile, payload)).decode()
+        push_attachment(port, repo, digest, [(payload, {"dev.cosignproject.cosign/signature": sig}, mt)])
+
+    attach("app", a_digest, f"{k}/ec.key", f"{host}/app:1")
+    S = {"type": "sigstoreSigned", "keyPath": f"{k}/ec.pub"}
+    dcase("docker-sigstore-accepted-attachment", "app:1", dpol([S]), "accepted", RD_ATT, oracle=False,
+          text=".sig layer 0")
+    dcase("docker-sigstore-rejected-other-tag-default-identity", "app:2", dpol([S]), "rejected", RD_ATT, oracle=False)
+    dcase("docker-sigstore-accepted-match-repository", "app:2",
+          dpol([dict(S, signedIdentity={"type": "matchRepository"})]), "accepted", RD_ATT, oracle=False)
+    dcase("docker-sigstore-rejected-attachments-disabled", "app:1", dpol([S]), "rejected", RD_NOATT, oracle=False,
+          text="use-sigstore-attachments is off")
+    dcase("docker-sigstore-rejected-wrong-key", "app:1", dpol([dict(S, keyPath=f"{k}/ec2.pub")]), "rejected",
+          RD_ATT, oracle=False)
+    dcase("docker-both-gpg-and-sigstore-required", "app:1", dpol([G, S]), "accepted", RD_ATT, oracle=False)
+    # A Notation signature found through the referrers tag schema: unsupported, never "unsigned".
+    unsigned_d = "sha256:" + hashlib.sha256(open(p("img", "other", "manifest.json"), "rb").read()).hexdigest()
+    cfg = b"{}"
+    cd = push_blob(port, "app", cfg)
+    sigblob = b'{"notation": "not read by moat"}'
+    art = {"schemaVersion": 2, "mediaType": OCI_MANIFEST, "artifactType": "application/vnd.cncf.notary.signature",
+           "config": {"mediaType": "application/vnd.oci.empty.v1+json", "digest": cd, "size": 2},
+           "layers": [{"mediaType": "application/jose+json", "digest": push_blob(port, "app", sigblob),
+                       "size": len(sigblob)}],
+           "subject": {"mediaType": OCI_MANIFEST, "digest": unsigned_d, "size": 1}}
+    art_d = push_manifest(port, "app", "notation-sig", art, OCI_MANIFEST)
+    ref_index = {"schemaVersion": 2, "mediaType": OCI_INDEX,
+                 "manifests": [{"mediaType": OCI_MANIFEST, "digest": art_d, "size": len(json.dumps(art)),
+                                "artifactType": "application/vnd.cncf.notary.signature"}]}
+    push_manifest(port, "app", "sha256-" + unsigned_d.split(":")[1], ref_index, OCI_INDEX)
+    dcase("docker-unsupported-notation-signature", "app:unsigned", dpol([S]), "rejected", RD_ATT, oracle=False,
+          text="unsupported signature format")
+    # Two-platform index in the registry: the amd64 instance is evaluated with its own attachment.
+    run(["skopeo", "copy", "-q", "--all"] + tls + [f"oci:{L}:multi", f"docker://{host}/multi:1"])
+    amd64 = json.load(open(p("img", "multi", "manifest.json")))["manifests"][0]["digest"]
+    attach("multi", amd64, f"{k}/ec.key", f"{host}/multi:1")
+    dcase("docker-two-platform-instance-attachment", "multi:1", dpol([S]), "accepted", RD_ATT, oracle=False,
+          text=amd64)
+    dcase("docker-two-platform-arm64-unsigned", "multi:1", dpol([S]), "rejected", RD_ATT, oracle=False,
+          extra=["--platform", "linux/arm64"], text="linux/arm64")
+
+    # A rejected image: moat scan stops before any layer; the registry log shows no layer blob request.
+    problems = []
+    pol = p("cases", "docker-scan-gate.json")
+    with open(pol, "w") as f:
+        json.dump(dpol([G]), f)
+    layers = [l["digest"] for l in json.load(open(p("img", "other", "manifest.json")))["layers"]]
+    before = len(open(p("registry.log"), errors="replace").read())
+    r = run([MOAT, "scan", "--store", p("store-docker"), "--cert-dir", p("certsd"), "--policy", pol,
+             "--registries.d", RD_HTTP, "--format", "json", "-o", p("cases", "docker-scan-gate.report.json"),
+             img("app:unsigned")], check=False)
+    time.sleep(0.5)
+    log = open(p("registry.log"), errors="replace").read()[before:]  # only what this scan asked for
+    if r.returncode != 1:
+        problems.append(f"moat scan exited {r.returncode}, expected 1: {r.stderr.decode()[:400]}")
+    for l in layers:
+        if f"/v2/app/blobs/{l}" in log:
+            problems.append(f"the registry served layer {l} of a rejected image")
+    if "/v2/app/manifests/unsigned" not in log:
+        problems.append("the registry log does not show the scan's manifest request (is the log read right?)")
+    RESULTS.append(("docker-scan-rejected-no-layer-request", "rejected", None, problems))
+    print(f"{'ok' if not problems else 'FAIL':4} docker-scan-rejected-no-layer-request" +
+          "".join("\n       " + x for x in problems), flush=True)
+    # The same scan with the image signed: layers are fetched (the check above can fail).
+    problems = []
+    before = len(open(p("registry.log"), errors="replace").read())
+    r = run([MOAT, "scan", "--store", p("store-docker"), "--cert-dir", p("certsd"), "--policy", pol,
+             "--registries.d", RD_HTTP, "--mount", "userspace", "--format", "json", "-o",
+             p("cases", "docker-scan-accepted.json"), img("ns/app:1")], check=False)
+    log = open(p("registry.log"), errors="replace").read()[before:]
+    if r.returncode not in (0, 1) or not any(f"/v2/ns/app/blobs/{l}" in log for l in layers):
+        problems.append(f"an accepted image's layers were not fetched (exit {r.returncode}): {r.stderr.decode()[:300]}")
+    RESULTS.append(("docker-scan-accepted-fetches-layers", "accepted", None, problems))
+    print(f"{'ok' if not problems else 'FAIL':4} docker-scan-accepted-fetches-layers" +
+          "".join("\n       " + x for x in problems), flush=True)
 
 
 if __name__ == "__main__":

@@ -109,8 +109,10 @@ TrustResult evaluate(const Policy& policy, const Reference& ref, const ImageDesc
         if (!set) {
           r.decision = Decision::Error;
           r.reason = "cannot read the image's signatures: " + set.error().describe();
-          r.hint = set.error().hint.empty() ? "fix the signature store (registries.d lookaside) and try again; moat "
-                                              "never accepts an image whose signatures it cannot read"
+          rc.reason = "not evaluated: the signatures could not be read";
+          r.hint = set.error().hint.empty() ? "fix the signature store (the image's signature files, or the lookaside "
+                                              "or registry that registries.d names) and try again; moat never "
+                                              "accepts an image whose signatures it cannot read"
                                             : set.error().hint;
           r.requirements.push_back(std::move(rc));
           return r;
@@ -131,6 +133,7 @@ TrustResult evaluate(const Policy& policy, const Reference& ref, const ImageDesc
         }
         if (!ready) {
           r.decision = Decision::Error;
+          rc.reason = "not evaluated: the policy's keys could not be loaded";
           r.reason = "cannot load the keys of requirement " + rc.description + ": " + ready.error().describe();
           r.hint = "fix the key paths or data in " + policy.path;
           r.requirements.push_back(std::move(rc));

@@ -226,13 +226,57 @@ std::vector<std::string> cert_emails(X509* c) {
   return out;
 }
 
+// Verifies leaf up to one of `roots`, with `intermediates` and all but the
+// last certificate of the signature's PEM chain as untrusted intermediates,
+// at time `when` (0: now), and the code-signing extended key usage checked by
+// hand (OpenSSL 3.0 has no code-signing purpose): the leaf must name it, and
+// every certificate of the chain that restricts its usage must allow it.
+// Returns "" when it verifies, else why not.
+std::string verify_chain(X509* leaf, const std::vector<Cert>& roots, const std::vector<Cert>& intermediates,
+                         const std::string& chain_pem, time_t when) {
+  std::vector<Cert> chain;
+  if (!chain_pem.empty()) {
+    auto ch = parse_certs_pem(chain_pem, "the signature's certificate chain");
+    if (!ch) return ch.error().message;
+    chain = std::move(ch).value();
+  }
+  X509_STORE* store = X509_STORE_new();
+  for (const auto& c : roots) X509_STORE_add_cert(store, c.get());
+  STACK_OF(X509)* untrusted = sk_X509_new_null();
+  for (const auto& c : intermediates) sk_X509_push(untrusted, c.get());
+  // containers/image uses all but the last (the root) of the chain annotation.
+  for (size_t i = 0; i + 1 < chain.size(); ++i) sk_X509_push(untrusted, chain[i].get());
+  X509_STORE_CTX* ctx = X509_STORE_CTX_new();
+  X509_STORE_CTX_init(ctx, store, leaf, untrusted);
+  if (when) X509_VERIFY_PARAM_set_time(X509_STORE_CTX_get0_param(ctx), when);
+  std::string why;
+  if (X509_verify_cert(ctx) != 1) {
+    why = X509_verify_cert_error_string(X509_STORE_CTX_get_error(ctx));
+  } else {
+    STACK_OF(X509)* built = X509_STORE_CTX_get0_chain(ctx);
+    for (int i = 0; i < sk_X509_num(built) && why.empty(); ++i) {
+      uint32_t xku = X509_get_extended_key_usage(sk_X509_value(built, i));
+      if (xku != UINT32_MAX && !(xku & (XKU_CODE_SIGN | XKU_ANYEKU)))
+        why = i == 0 ? "the certificate is not for code signing (extended key usage)"
+                     : "a CA of the chain does not allow code signing (extended key usage)";
+    }
+    if (why.empty() && X509_get_extended_key_usage(leaf) == UINT32_MAX)
+      why = "the certificate has no code-signing extended key usage";
+  }
+  X509_STORE_CTX_free(ctx);
+  sk_X509_free(untrusted);
+  X509_STORE_free(store);
+  return why;
+}
+
 }  // namespace
 
 struct SigstoreVerifier::Impl {
   const Requirement* req = nullptr;
   std::vector<std::pair<std::string, Pkey>> keys;  // origin, key
   std::vector<Pkey> rekor;
-  std::vector<Cert> ca;
+  std::vector<Cert> ca;             // fulcio CA, or pki roots
+  std::vector<Cert> intermediates;  // pki intermediates
 };
 
 Result<std::unique_ptr<SigstoreVerifier>> SigstoreVerifier::create(const Requirement& r) {
@@ -254,7 +298,15 @@ Result<std::unique_ptr<SigstoreVerifier>> SigstoreVerifier::create(const Require
     MOAT_ASSIGN_OR_RETURN(std::string pem, material_bytes(r.fulcio->ca));
     MOAT_ASSIGN_OR_RETURN(v->impl_->ca, parse_certs_pem(pem, "the policy's fulcio " + r.fulcio->ca.origin));
   }
-  if (r.pki) return Error{"sigstoreSigned with \"pki\" is not supported by moat yet"};
+  if (r.pki) {
+    MOAT_ASSIGN_OR_RETURN(std::string roots, material_bytes(r.pki->roots));
+    MOAT_ASSIGN_OR_RETURN(v->impl_->ca, parse_certs_pem(roots, "the policy's pki " + r.pki->roots.origin));
+    if (r.pki->intermediates) {
+      MOAT_ASSIGN_OR_RETURN(std::string inter, material_bytes(*r.pki->intermediates));
+      MOAT_ASSIGN_OR_RETURN(v->impl_->intermediates,
+                            parse_certs_pem(inter, "the policy's pki " + r.pki->intermediates->origin));
+    }
+  }
   return v;
 }
 
@@ -267,7 +319,31 @@ Result<SigstoreVerified> SigstoreVerifier::verify(const SignatureBlob& sig) cons
   if (!raw_sig) return Error{"the dev.cosignproject.cosign/signature annotation is not base64"};
   std::vector<std::pair<std::string, EVP_PKEY*>> candidates;
   Cert leaf_keep;
-  if (!r.fulcio) {
+  if (r.pki) {
+    if (sig.sigstore_cert.empty()) return Error{"missing dev.sigstore.cosign/certificate annotation"};
+    auto leaves = parse_certs_pem(sig.sigstore_cert, "the signature's certificate");
+    if (!leaves) return leaves.error();
+    if (leaves->size() != 1) return Error{"unexpected multiple certificates in the signature's certificate data"};
+    X509* leaf = (*leaves)[0].get();
+    std::string why = verify_chain(leaf, impl_->ca, impl_->intermediates, sig.sigstore_chain, 0);
+    if (!why.empty()) return Error{"the certificate does not verify against the policy's pki roots: " + why};
+    std::string who;
+    if (!r.pki->subject_email.empty()) {
+      bool found = false;
+      for (const auto& e : cert_emails(leaf)) found |= e == r.pki->subject_email;
+      if (!found) return Error{"required email " + r.pki->subject_email + " not found in the certificate"};
+      who = r.pki->subject_email;
+    }
+    if (!r.pki->subject_hostname.empty()) {
+      if (X509_check_host(leaf, r.pki->subject_hostname.data(), r.pki->subject_hostname.size(), 0, nullptr) != 1)
+        return Error{"the certificate is not for host " + r.pki->subject_hostname};
+      who += (who.empty() ? "" : ", ") + r.pki->subject_hostname;
+    }
+    leaf_keep = std::move((*leaves)[0]);
+    EVP_PKEY* pk = X509_get0_pubkey(leaf_keep.get());
+    if (!pk) return Error{"the certificate's public key cannot be read"};
+    candidates.emplace_back("pki certificate " + who, pk);
+  } else if (!r.fulcio) {
     if (!impl_->rekor.empty()) {
       if (sig.sigstore_bundle.empty()) return Error{"missing dev.sigstore.cosign/bundle annotation (the Rekor SET the policy requires)"};
       std::string failures;
@@ -296,48 +372,9 @@ Result<SigstoreVerified> SigstoreVerifier::verify(const SignatureBlob& sig) cons
                                                          sig.sigstore_signature, sig.bytes));
     X509* leaf = (*leaves)[0].get();
     // Chain to the policy's CA at the time Rekor vouches for.
-    X509_STORE* store = X509_STORE_new();
-    for (const auto& c : impl_->ca) X509_STORE_add_cert(store, c.get());
-    STACK_OF(X509)* untrusted = sk_X509_new_null();
-    std::vector<Cert> chain;
-    if (!sig.sigstore_chain.empty()) {
-      auto ch = parse_certs_pem(sig.sigstore_chain, "the signature's certificate chain");
-      if (!ch) {
-        X509_STORE_free(store);
-        sk_X509_free(untrusted);
-        return ch.error();
-      }
-      chain = std::move(ch).value();
-      // containers/image uses all but the last (the root) as intermediates.
-      for (size_t i = 0; i + 1 < chain.size(); ++i) sk_X509_push(untrusted, chain[i].get());
-    }
-    X509_STORE_CTX* ctx = X509_STORE_CTX_new();
-    X509_STORE_CTX_init(ctx, store, leaf, untrusted);
-    X509_VERIFY_PARAM_set_time(X509_STORE_CTX_get0_param(ctx), static_cast<time_t>(when));
-    int ok = X509_verify_cert(ctx);
-    std::string why = ok == 1 ? "" : X509_verify_cert_error_string(X509_STORE_CTX_get_error(ctx));
-    // Code signing, checked by hand (OpenSSL 3.0 has no code-signing purpose):
-    // every certificate of the chain that restricts its usage must allow it.
-    if (ok == 1) {
-      STACK_OF(X509)* built = X509_STORE_CTX_get0_chain(ctx);
-      for (int i = 0; i < sk_X509_num(built); ++i) {
-        uint32_t xku = X509_get_extended_key_usage(sk_X509_value(built, i));
-        if (xku != UINT32_MAX && !(xku & (XKU_CODE_SIGN | XKU_ANYEKU))) {
-          ok = 0;
-          why = i == 0 ? "the certificate is not for code signing (extended key usage)"
-                       : "a CA of the chain does not allow code signing (extended key usage)";
-          break;
-        }
-      }
-      if (ok == 1 && X509_get_extended_key_usage(leaf) == UINT32_MAX) {
-        ok = 0;
-        why = "the certificate has no code-signing extended key usage";
-      }
-    }
-    X509_STORE_CTX_free(ctx);
-    sk_X509_free(untrusted);
-    X509_STORE_free(store);
-    if (ok != 1) return Error{"the Fulcio certificate does not verify against the policy's CA: " + why};
+    std::string why = verify_chain(leaf, impl_->ca, {}, sig.sigstore_chain, static_cast<time_t>(when));
+    bool ok = why.empty();
+    if (!ok) return Error{"the Fulcio certificate does not verify against the policy's CA: " + why};
     MOAT_ASSIGN_OR_RETURN(std::string issuer, fulcio_issuer(leaf));
     if (issuer != r.fulcio->oidc_issuer)
       return Error{"unexpected Fulcio OIDC issuer \"" + printable_text(issuer, 200) + "\" (the policy requires " +

@@ -56,7 +56,7 @@ Status add_dir_signatures(const Reference& ref, const ImageDesc& desc, Signature
   auto read_sigs = [&](const std::string& prefix, size_t manifest) -> Status {
     for (size_t i = 1;; ++i) {
       std::string p = ref.path + "/" + prefix + "signature-" + std::to_string(i);
-      auto b = read_file_limited(p, kMaxSignatureBytes);
+      auto b = read_file_limited(p, kMaxSignatureBytes, true);  // the image's file: never a symlink out
       if (!b) {
         if (b.error().sys_errno == ENOENT) break;
         return Error{"cannot read signature " + p + ": " + b.error().describe()};
@@ -69,7 +69,7 @@ Status add_dir_signatures(const Reference& ref, const ImageDesc& desc, Signature
     return ok_status();
   };
   set.manifests.push_back(AttachedManifest{desc.manifest_digest, desc.manifest, "image"});
-  MOAT_ASSIGN_OR_RETURN(std::string top, read_file_limited(ref.path + "/manifest.json", 16u << 20));
+  MOAT_ASSIGN_OR_RETURN(std::string top, read_file_limited(ref.path + "/manifest.json", 16u << 20, true));
   if (sha256_digest(top) == desc.manifest_digest) return read_sigs("", 0);
   // manifest.json is a list: the instance picked is what is evaluated, with
   // its own signatures (<hex>.signature-N), as `skopeo copy` of one instance

@@ -87,8 +87,8 @@ std::string base64_encode(std::string_view in) {
   return out;
 }
 
-Result<std::string> read_file_limited(const std::string& path, size_t max_bytes) {
-  Fd fd(::open(path.c_str(), O_RDONLY | O_CLOEXEC | O_NOCTTY | O_NONBLOCK));
+Result<std::string> read_file_limited(const std::string& path, size_t max_bytes, bool nofollow) {
+  Fd fd(::open(path.c_str(), O_RDONLY | O_CLOEXEC | O_NOCTTY | O_NONBLOCK | (nofollow ? O_NOFOLLOW : 0)));
   if (!fd.valid()) return sys_error("open " + path);
   struct stat st;
   if (::fstat(fd.get(), &st) != 0) return sys_error("stat " + path);

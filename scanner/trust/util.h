@@ -21,7 +21,9 @@ std::optional<std::string> base64_decode(std::string_view in);
 std::string base64_encode(std::string_view in);
 
 // Reads a regular file of at most max_bytes; larger files are an Error.
-Result<std::string> read_file_limited(const std::string& path, size_t max_bytes);
+// `nofollow`: a symlink as the last component is an Error (ELOOP), so a file
+// of an image can never make moat read a host file.
+Result<std::string> read_file_limited(const std::string& path, size_t max_bytes, bool nofollow = false);
 
 // The largest signature moat reads (containers/image uses the same 4 MiB).
 inline constexpr size_t kMaxSignatureBytes = 4u << 20;

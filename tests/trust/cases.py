@@ -429,6 +429,10 @@ def main():
         f.write(b"A not a signature\n")
     case("rejected-garbage-signature-format", "dir:" + d, dir_policy(C, [signed_by(K["good"], exact_ref(REF))]),
          "rejected", want_text="unsupported signature format")
+    d = new_image("error-signature-symlink-to-host-file")
+    os.symlink("/etc/passwd", os.path.join(d, "signature-1"))
+    case("error-signature-symlink-to-host-file", "dir:" + d, dir_policy(C, [signed_by(K["good"], exact_ref(REF))]),
+         "error", want_text="symbolic links")
     d = new_image("rejected-reject")
     case("rejected-reject", "dir:" + d, dir_policy(C, [{"type": "reject"}]), "rejected", want_text="rejects every image")
     d = new_image("accepted-insecure-accept-anything")
@@ -591,6 +595,18 @@ def main():
     keyless("sigstore-keyless-accepted-issuer-v2-extension", fulcio, leaf=(lk3, open(lp3, "rb").read()))
     keyless("sigstore-keyless-rejected-rekor-wrong-key", fulcio, rekor_key=f"{k}/rekor2.key", expect="rejected",
             text="Rekor")
+    # pki: an X.509 chain to the policy's roots, no Rekor.
+    def pki_case(name, pki_cfg, leaf=(leaf_key, cert), expect="accepted", text=None):
+        d = sig_image(name, leaf[0], cert=leaf[1])
+        case(name, "dir:" + d, dir_policy(C, [sigstore_req(pki=pki_cfg)]), expect, oracle=False, want_text=text)
+
+    pki_case("sigstore-pki-accepted-email", {"caRootsPath": f"{k}/ca.pem", "subjectEmail": "dev@moat.test"})
+    pki_case("sigstore-pki-rejected-other-root", {"caRootsPath": f"{k}/ca2.pem", "subjectEmail": "dev@moat.test"},
+             expect="rejected", text="pki roots")
+    pki_case("sigstore-pki-rejected-hostname", {"caRootsPath": f"{k}/ca.pem", "subjectHostname": "build.moat.test"},
+             expect="rejected", text="not for host")
+    pki_case("sigstore-pki-rejected-not-code-signing", {"caRootsPath": f"{k}/ca.pem", "subjectEmail": "dev@moat.test"},
+             leaf=(lk2, open(lp2, "rb").read()), expect="rejected", text="code signing")
     d = new_image("sigstore-unsupported-attachment-type")
     payload = b'{"_type": "https://in-toto.io/Statement/v0.1"}'
     with open(os.path.join(d, "signature-1"), "wb") as f:

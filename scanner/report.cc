@@ -143,13 +143,13 @@ std::string report_json(const Report& r) {
   j["scan"]["duration_ms"] = r.scan.duration_ms;
   j["scan"]["checks"] = r.scan.checks;
   j["scan"]["trust"] = r.scan.trust;
-  j["trust"] = r.trust ? *r.trust : ojson(nullptr);
   j["findings"] = findings;
   j["summary"] = ojson::object();
   for (Severity s : kSeverities) j["summary"][std::string(severity_name(s))] = counts[s];
   ojson errors = ojson::array();
   for (const auto& e : r.errors) errors.push_back(json_text(e));
   j["errors"] = errors;
+  if (r.trust) j["trust"] = *r.trust;  // only when a policy was evaluated (moat scan --policy)
   // Everything image-derived went through json_text(); `replace` is only a
   // last guard so a missed string can never make the dump throw.
   return j.dump(2, ' ', false, nlohmann::json::error_handler_t::replace) + "\n";

@@ -8,7 +8,7 @@
 //   image         {reference, manifest_digest|null, config_digest|null,
 //                  layers: [{index, digest|null, diff_id, created_by}]}
 //   scan          {mode, rootless, id_mapping, duration_ms, checks: [string], trust}
-//   trust         the trust policy's evaluation (scanner/trust/evaluate.h) or null
+//   trust         the trust policy's evaluation (scanner/trust/evaluate.h), only with --policy
 //   findings      [finding], sorted (findings.h: sort order)
 //   summary       {critical, high, medium, low, info}: counts of `findings`
 //   errors        [string]    per-item problems that did not stop the scan

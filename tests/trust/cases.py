@@ -433,6 +433,14 @@ def main():
     os.symlink("/etc/passwd", os.path.join(d, "signature-1"))
     case("error-signature-symlink-to-host-file", "dir:" + d, dir_policy(C, [signed_by(K["good"], exact_ref(REF))]),
          "error", want_text="symbolic links")
+    # oci: layouts hold no signatures (neither in containers/image); scopes are the layout's path and parents.
+    L = p("layout")
+    case("rejected-oci-layout-has-no-signatures", f"oci:{L}:a",
+         {"default": [{"type": "reject"}], "transports": {"oci": {W: [signed_by(K["good"], exact_ref(REF))]}}},
+         "rejected", want_text="stores no signatures")
+    case("accepted-oci-layout-path-scope", f"oci:{L}:a",
+         {"default": [{"type": "reject"}], "transports": {"oci": {L: [{"type": "insecureAcceptAnything"}],
+                                                                  W: [{"type": "reject"}]}}}, "accepted")
     d = new_image("rejected-reject")
     case("rejected-reject", "dir:" + d, dir_policy(C, [{"type": "reject"}]), "rejected", want_text="rejects every image")
     d = new_image("accepted-insecure-accept-anything")
@@ -655,6 +663,15 @@ def scan_checks(K, C, REF, good):
     ls = json.loads(run([MOAT, "image", "ls", "--json", "--store", store]).stdout)
     if ls["layers"]:
         problems.append(f"the store holds layers of a rejected image: {ls['layers']}")
+    # The same rejection in SARIF: one error-level result of rule trust-rejected on the image.
+    out = p("cases", "scan-rejected", "report.sarif")
+    r = run([MOAT, "scan", "--store", store, "--policy", pol, "--format", "sarif", "-o", out, "dir:" + d], check=False)
+    try:
+        res = json.load(open(out))["runs"][0]["results"]
+        if r.returncode != 1 or [(x["ruleId"], x["level"]) for x in res] != [("trust-rejected", "error")]:
+            problems.append(f"SARIF of a rejected scan: exit {r.returncode}, results {res}")
+    except Exception as e:  # noqa: BLE001
+        problems.append(f"SARIF of a rejected scan unreadable: {e}")
     RESULTS.append(("scan-rejected-before-any-layer", "rejected", None, problems))
     print(f"{'ok' if not problems else 'FAIL':4} scan-rejected-before-any-layer" + "".join("\n       " + x for x in problems))
 

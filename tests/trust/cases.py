@@ -624,6 +624,7 @@ def main():
 
     # --- moat scan --policy: the gate before any layer --------------------
     scan_checks(K, C, REF, good)
+    rootless_check(K, C, REF)
 
     # --- docker:// (a real registry, lookaside, sigstore attachments) -----
     if shutil.which("docker-registry") is None:
@@ -635,6 +636,33 @@ def main():
     oracle_n = sum(1 for r in RESULTS if r[2] is not None)
     print(f"\n{len(RESULTS)} cases, {oracle_n} checked against skopeo, {len(failed)} failed")
     return 1 if failed else 0
+
+
+def rootless_check(K, C, REF):
+    """moat verify as the unprivileged user moat-single: its own temporary keyring, nothing of root's."""
+    lib = os.path.join(HERE, "..", "lib")
+    if os.getuid() != 0 or shutil.which("setpriv") is None:
+        print("SKIPPED: rootless verify (needs root to create the test user)", flush=True)
+        return
+    subprocess.run(["bash", os.path.join(lib, "rootless-users.sh")], check=True, stdout=subprocess.DEVNULL)
+    exe = p("moat-bin")
+    shutil.copy(MOAT, exe)
+    os.chmod(exe, 0o755)
+    problems = []
+    for name, want, rc_want in (("accepted-exact-reference", "accepted", 0), ("rejected-wrong-key", "rejected", 1)):
+        pol = p("cases", name, "policy.json")
+        r = subprocess.run([os.path.join(lib, "as-user.sh"), "moat-single", exe, "verify", "--policy", pol,
+                            "dir:" + p("cases", name, "img")], stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+        if r.returncode != rc_want:
+            problems.append(f"{name} as moat-single: exit {r.returncode}, expected {rc_want}: "
+                            f"{(r.stdout + r.stderr).decode(errors='replace')[-500:]}")
+    import pwd
+    uid = pwd.getpwnam("moat-single").pw_uid
+    leftovers = [d for d in os.listdir("/tmp") if d.startswith("moat-gpg-") and os.lstat("/tmp/" + d).st_uid == uid]
+    if leftovers:
+        problems.append(f"temporary keyrings of moat-single left behind in /tmp: {leftovers}")
+    RESULTS.append(("rootless-verify-as-moat-single", "-", None, problems))
+    print(f"{'ok' if not problems else 'FAIL':4} rootless-verify-as-moat-single" + "".join("\n       " + x for x in problems))
 
 
 def scan_checks(K, C, REF, good):

@@ -565,11 +565,14 @@ class BlobReader : public Reader {
       req.range_from = static_cast<int64_t>(from);
       auto r = c_->send(req, repo_, "/v2/" + repo_ + "/blobs/" + digest_);
       if (!r) return finish(std::move(r).error());
+      bool stopped, too_long;
       {
         std::lock_guard<std::mutex> g(mu_);
-        if (stop_) return finish(Error{"cancelled"});
-        if (too_long_) return finish(Error{what + " is longer than the manifest's size " + std::to_string(size_)});
+        stopped = stop_;
+        too_long = too_long_;
       }
+      if (stopped) return finish(Error{"cancelled"});
+      if (too_long) return finish(Error{what + " is longer than the manifest's size " + std::to_string(size_)});
       if (r->curl_code == 0 && r->status != 200 && r->status != 206)
         return finish(c_->http_error(*r, repo_, "blob", digest_));
       if (r->curl_code == 0 && r->status == 206 && from > 0) {

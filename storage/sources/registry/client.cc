@@ -430,7 +430,7 @@ Result<Manifest> Client::get_manifest(const std::string& repo, const std::string
   req.max_body = max_bytes;
   MOAT_ASSIGN_OR_RETURN(HttpResponse r, impl_->send(req, repo, "/v2/" + repo + "/manifests/" + ref));
   std::string what = impl_->registry + "/" + repo + (is_valid_digest(ref) ? "@" : ":") + ref;
-  if (r.too_big) return Error{"manifest of " + what + " is larger than " + human_bytes(max_bytes)}.with_hint("raise --max-json-bytes if this is expected");
+  if (r.too_big) return Error{"manifest of " + what + " is larger than " + human_bytes(max_bytes)}.with_hint("the registry serves something that is not an image manifest");
   if (r.curl_code != 0) return impl_->transport_failure(r);
   if (r.status == 404 && !is_valid_digest(ref) && registry_error(r.body).first != "NAME_UNKNOWN") {
     // A registry may say MANIFEST_UNKNOWN for a repository it does not have: its tag list tells them apart.

@@ -77,7 +77,7 @@ fresh() { rm -rf "$T/store" "$T/dir"; sync; }
 secs() { /usr/bin/time -f %e -o "$T/t" "$@" >/dev/null 2>"$T/err" || { cat "$T/err" >&2; echo "failed: $*" >&2; exit 1; }; cat "$T/t"; }
 scan_opts=(--store "$T/store" -q --fail-on none -f json -o /dev/null)
 declare -A sum
-add() { sum[$1]=$(echo "${sum[$1]:-0} + $2" | bc -l); printf '  %-40s %6.2f s\n' "$1" "$2"; }
+add() { [[ -n $2 ]] || exit 1; sum[$1]=$(echo "${sum[$1]:-0} + $2" | bc -l); printf '  %-40s %6.2f s\n' "$1" "$2"; }
 for i in $(seq "$RUNS"); do
   echo "run $i/$RUNS"
   fresh; add "A moat scan docker://" "$(secs "$MOAT" scan "docker://$R/bench:latest" --cert-dir "$T/certs" "${scan_opts[@]}")"

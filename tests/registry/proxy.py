@@ -88,14 +88,18 @@ class H(BaseHTTPRequestHandler):
             return self.simple(429, {"Retry-After": "1"})
         if m == "redirect" and blob and not alt and self.command == "GET":
             return self.simple(307, {"Location": "https://127.0.0.1:%s%s" % (alt_port, self.path)})
-        headers = {k: v for k, v in self.headers.items() if k.lower() not in HOP and k.lower() != "host"}
-        if alt:
-            headers.pop("Authorization", None)
-            if upstream_auth:
-                headers["Authorization"] = "Basic " + base64.b64encode(upstream_auth.encode()).decode()
         ctx = ssl.create_default_context(cafile=ca)
         conn = http.client.HTTPSConnection(up.hostname, up.port, context=ctx, timeout=60)
-        conn.request(self.command, self.path, headers=headers)
+        # Header by header: a client may send several Accept lines.
+        conn.putrequest(self.command, self.path, skip_host=True, skip_accept_encoding=True)
+        conn.putheader("Host", "%s:%d" % (up.hostname, up.port))
+        for k, v in self.headers.items():
+            if k.lower() in HOP or k.lower() == "host" or (alt and k.lower() == "authorization"):
+                continue
+            conn.putheader(k, v)
+        if alt and upstream_auth:
+            conn.putheader("Authorization", "Basic " + base64.b64encode(upstream_auth.encode()).decode())
+        conn.endheaders()
         r = conn.getresponse()
         self.record(r.status)
         length = r.getheader("Content-Length")

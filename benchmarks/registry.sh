@@ -6,6 +6,7 @@
 # into Debian's docker-registry on 127.0.0.1 (TLS, a CA made here). Then, RUNS
 # times each, every store and directory removed before every run:
 #   A  moat scan docker://127.0.0.1:PORT/bench:latest                (empty store)
+#   A' moat image pull docker://... (the pull alone, for the split)
 #   B  skopeo copy docker://... oci:DIR  +  moat scan oci:DIR:latest (empty store)
 # and through tests/registry/proxy.py holding the bandwidth to ~50 MB/s:
 #   C  moat scan docker://127.0.0.1:PROXY/bench:latest               (empty store)
@@ -81,6 +82,7 @@ add() { [[ -n $2 ]] || exit 1; sum[$1]=$(echo "${sum[$1]:-0} + $2" | bc -l); pri
 for i in $(seq "$RUNS"); do
   echo "run $i/$RUNS"
   fresh; add "A moat scan docker://" "$(secs "$MOAT" scan "docker://$R/bench:latest" --cert-dir "$T/certs" "${scan_opts[@]}")"
+  fresh; add "A' moat image pull docker://" "$(secs "$MOAT" image pull "docker://$R/bench:latest" --cert-dir "$T/certs" --store "$T/store" -q)"
   fresh
   c=$(secs skopeo copy -q --src-cert-dir "$T/certs" "docker://$R/bench:latest" "oci:$T/dir:latest")
   s=$(secs "$MOAT" scan "oci:$T/dir:latest" "${scan_opts[@]}")
@@ -90,7 +92,7 @@ for i in $(seq "$RUNS"); do
   fresh; add "D skopeo copy (throttled)" "$(secs skopeo copy -q --src-cert-dir "$T/certs" "docker://$P/bench:latest" "oci:$T/dir:latest")"
 done
 echo "mean of $RUNS runs:"
-for k in "A moat scan docker://" "B skopeo copy" "B moat scan oci:" "B total" "C moat scan docker:// (throttled)" \
+for k in "A moat scan docker://" "A' moat image pull docker://" "B skopeo copy" "B moat scan oci:" "B total" "C moat scan docker:// (throttled)" \
          "C' moat image pull docker:// (throttled)" "D skopeo copy (throttled)"; do
   printf '  %-40s %6.2f s\n' "$k" "$(echo "${sum[$k]} / $RUNS" | bc -l)"
 done

@@ -14,6 +14,8 @@ behaviour without a restart:
   drop           a blob GET without Range: headers for the whole body, half of it, then the connection is cut
   chunked        blob bodies are sent chunked, without Content-Length
   flip           one byte in the middle of every layer-sized blob (> 4 KiB) is flipped
+  flip-manifest  one byte of every manifest body is flipped (Docker-Content-Digest left as it was)
+  big-manifest   manifest bodies are padded with 9 MiB of spaces
   throttle:BPS   bodies are sent at about BPS bytes per second (all connections together)
 Every request is one JSON line in LOG: port, method, path, range, whether an
 Authorization header came, status."""
@@ -26,7 +28,7 @@ upstream_auth = sys.argv[9] if len(sys.argv) > 9 else ""
 up = urlparse(upstream)
 lock = threading.Lock()
 state = {"mode": None, "count": 0}
-bucket = {"t": time.monotonic(), "sent": 0}
+bucket = {"next": 0.0}
 HOP = {"connection", "keep-alive", "transfer-encoding", "te", "trailer", "upgrade", "proxy-authorization"}
 
 
@@ -44,14 +46,14 @@ def mode():
 
 
 def throttle(n, bps):
+    """Waits for this chunk's slot: all connections together get bps bytes per second."""
     with lock:
         now = time.monotonic()
-        bucket["sent"] += n
-        due = bucket["t"] + bucket["sent"] / bps
-        if now - bucket["t"] > 5 and bucket["sent"] > bps:  # keep the window short
-            bucket["t"], bucket["sent"] = now - (due - now if due > now else 0), 0
-    if due > now:
-        time.sleep(due - now)
+        start = max(now, bucket["next"])
+        bucket["next"] = start + n / bps
+        wait = bucket["next"] - now
+    if wait > 0:
+        time.sleep(wait)
 
 
 class H(BaseHTTPRequestHandler):
@@ -104,6 +106,24 @@ class H(BaseHTTPRequestHandler):
         self.record(r.status)
         length = r.getheader("Content-Length")
         body_len = int(length) if length is not None else None
+        manifest = "/manifests/" in self.path and self.command == "GET" and r.status == 200
+        if manifest and m in ("flip-manifest", "big-manifest"):
+            body = bytearray(r.read())
+            if m == "flip-manifest":
+                i = body.find(b'"digest"')
+                body[i + 20] ^= 0x01  # inside the config digest's hex
+            else:
+                body += b" " * (9 << 20)
+            body_len = len(body)
+            self.send_response(r.status)
+            for k, v in r.getheaders():
+                if k.lower() not in HOP and k.lower() != "content-length":
+                    self.send_header(k, v)
+            self.send_header("Content-Length", str(body_len))
+            self.end_headers()
+            self.wfile.write(bytes(body))
+            conn.close()
+            return
         self.send_response(r.status)
         for k, v in r.getheaders():
             if k.lower() in HOP or k.lower() == "content-length":

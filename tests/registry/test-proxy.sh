@@ -73,4 +73,16 @@ grep -qiE "digest|does not match|differs|corrupt" "$W/err" || { cat "$W/err" >&2
 [[ -z $(ls -A "$W/users/p$n/layers" 2>/dev/null) ]] || fail "a layer entered the store from a tampered blob"
 [[ -z $(ls -A "$W/users/p$n/tmp" 2>/dev/null) ]] || fail "leftovers in tmp/ after the failed pull"
 [[ -z $(ls -A "$W/users/p$n/images" 2>/dev/null) ]] || fail "an image record was written for a tampered image"
+note "a manifest altered on the way, Docker-Content-Digest untouched: refused by digest"
+echo pass >"$MODE"
+digest=$(manifest_digest docker://$P/moat/tiny:1 --creds 'alice:Pr0xy-pw')
+echo flip-manifest >"$MODE"
+scan 2 "docker://$P/moat/tiny@$digest"
+expect_err "content does not match its digest"
+[[ -z $(ls -A "$W/users/p$n/layers" 2>/dev/null) ]] || fail "a layer entered the store from an altered manifest"
+
+note "a manifest larger than the 8 MiB cap"
+echo big-manifest >"$MODE"
+scan 2 docker://$P/moat/tiny:1
+expect_err "is larger than 8.4 MB"
 echo "PASS: $TEST_NAME"

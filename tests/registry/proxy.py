@@ -10,6 +10,8 @@ behaviour without a restart:
   pass           forward untouched
   redirect       GET .../blobs/... on PORT: 307 to the same path on ALT_PORT;
                  ALT_PORT fetches with UPSTREAM_AUTH (user:pass), never the client's
+  redirect-loop  GET .../blobs/... on PORT: 307 to the same URL, forever
+  redirect-http  GET .../blobs/... on PORT: 307 to plain http:// on ALT_PORT
   429:N          the first N requests: 429 with Retry-After: 1
   drop           a blob GET without Range: headers for the whole body, half of it, then the connection is cut
   chunked        blob bodies are sent chunked, without Content-Length
@@ -88,6 +90,10 @@ class H(BaseHTTPRequestHandler):
         blob = "/blobs/sha256:" in self.path
         if m.startswith("429:") and count <= int(m[4:]):
             return self.simple(429, {"Retry-After": "1"})
+        if m == "redirect-loop" and blob and self.command == "GET":
+            return self.simple(307, {"Location": self.path})
+        if m == "redirect-http" and blob and not alt and self.command == "GET":
+            return self.simple(307, {"Location": "http://127.0.0.1:%s%s" % (alt_port, self.path)})
         if m == "redirect" and blob and not alt and self.command == "GET":
             return self.simple(307, {"Location": "https://127.0.0.1:%s%s" % (alt_port, self.path)})
         ctx = ssl.create_default_context(cafile=ca)

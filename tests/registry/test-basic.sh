@@ -30,6 +30,8 @@ want_manifest=$(manifest_digest docker://$R/moat/tiny:1)
 [[ $(jq -r .image.manifest_digest "$W/out") == "$want_manifest" ]] || fail "manifest digest $(jq -r .image.manifest_digest "$W/out") != $want_manifest"
 [[ $(count_requests "$LOG" GET /blobs/) -eq 4 ]] || fail "first scan: $(count_requests "$LOG" GET /blobs/) blob requests, expected 4 (config + 3 layers)"
 
+grep -qE '"GET /v2/moat/tiny/manifests/1 HTTP/2.0" 200 .*"moat/' "$LOG" || fail "moat did not use HTTP/2, which the registry offers"
+
 note "second scan of the unchanged tag: one manifest request, no blob or config request"
 m0=$(count_requests "$LOG" GET /manifests/); b0=$(count_requests "$LOG" GET /blobs/)
 scan_as moat-subuid 0 docker://$R/moat/tiny:1 --cert-dir "$W/certs"

@@ -42,6 +42,15 @@ since "$m" | jq -s -e "[.[] | select(.port == $PPORT and .auth)] | length > 0" >
   fail "Authorization was not sent to the registry itself"
 expect_err "(no credentials sent there)"
 
+note "a redirect loop stops after 5; a redirect from HTTPS to HTTP is refused"
+echo redirect-loop >"$MODE"
+scan 2 docker://$P/moat/tiny:1
+expect_err "redirected more than 5 times"
+echo redirect-http >"$MODE"; m=$(mark)
+scan 2 docker://$P/moat/tiny:1
+expect_err "redirected from HTTPS to plain HTTP"
+since "$m" | jq -s -e "[.[] | select(.port == $APORT)] | length == 0" >/dev/null || fail "a plain-HTTP redirect was followed"
+
 note "429 with Retry-After: waited and retried"
 echo 429:2 >"$MODE"
 scan 0 docker://$P/moat/tiny:1

@@ -76,6 +76,12 @@ amd=$(jq -r '.manifests[] | select(.platform.architecture == "amd64") | .digest'
 arm=$(jq -r '.manifests[] | select(.platform.architecture == "arm64") | .digest' "$W/multi.list")
 scan_as moat-subuid 0 docker://$R/moat/multi:latest --cert-dir "$W/certs" --platform linux/arm64
 [[ $(jq -r .image.manifest_digest "$W/out") == "$arm" ]] || fail "--platform linux/arm64 scanned $(jq -r .image.manifest_digest "$W/out")"
+m0=$(count_requests "$LOG" GET /manifests/); b0=$(count_requests "$LOG" GET /blobs/)
+scan_as moat-subuid 0 docker://$R/moat/multi:latest --cert-dir "$W/certs" --platform linux/arm64
+[[ $(( $(count_requests "$LOG" GET /manifests/) - m0 )) -eq 1 ]] || fail "rescan of a manifest list: more than one manifest request"
+[[ $(( $(count_requests "$LOG" GET /blobs/) - b0 )) -eq 0 ]] || fail "rescan of a manifest list: blob requests"
+moat_as moat-subuid 0 image ls --store "$W/users/moat-subuid.store"
+grep -qF "docker://$R/moat/multi:latest" "$W/out" || fail "moat image ls does not name docker://$R/moat/multi:latest"
 if [[ $(uname -m) == x86_64 ]]; then
   scan_as moat-subuid 0 docker://$R/moat/multi:latest --cert-dir "$W/certs"
   [[ $(jq -r .image.manifest_digest "$W/out") == "$amd" ]] || fail "the host's platform was not chosen"

@@ -55,13 +55,21 @@ size_t curl_write(char* p, size_t size, size_t n, void* ud) {
 Status add_dir_signatures(const Reference& ref, const ImageDesc& desc, SignatureSet& set) {
   auto read_sigs = [&](const std::string& prefix, size_t manifest) -> Status {
     for (size_t i = 1;; ++i) {
+      if (i > kMaxSignatures) return Error{ref.path + " holds more than " + std::to_string(kMaxSignatures) + " signatures"};
       std::string p = ref.path + "/" + prefix + "signature-" + std::to_string(i);
       auto b = read_file_limited(p, kMaxSignatureBytes, true);  // the image's file: never a symlink out
-      if (!b) {
-        if (b.error().sys_errno == ENOENT) break;
-        return Error{"cannot read signature " + p + ": " + b.error().describe()};
+      if (!b && b.error().sys_errno == ENOENT) break;
+      if (!b && b.error().sys_errno == EFBIG) {
+        // Not read, never accepted; the other signatures still count (as in containers/image).
+        SignatureBlob big;
+        big.source = p;
+        big.format = SigFormat::Unsupported;
+        big.note = "larger than " + std::to_string(kMaxSignatureBytes) + " bytes, not read";
+        big.manifest = manifest;
+        set.sigs.push_back(std::move(big));
+        continue;
       }
-      if (i > kMaxSignatures) return Error{ref.path + " holds more than " + std::to_string(kMaxSignatures) + " signatures"};
+      if (!b) return Error{"cannot read signature " + p + ": " + b.error().describe()};
       set.sigs.push_back(classify_blob(std::move(b).value(), p));
       set.sigs.back().manifest = manifest;
     }

@@ -94,7 +94,7 @@ Result<std::string> read_file_limited(const std::string& path, size_t max_bytes,
   if (::fstat(fd.get(), &st) != 0) return sys_error("stat " + path);
   if (!S_ISREG(st.st_mode)) return Error{path + " is not a regular file"};
   if (static_cast<uint64_t>(st.st_size) > max_bytes)
-    return Error{path + " is larger than " + std::to_string(max_bytes) + " bytes"};
+    return Error{path + " is larger than " + std::to_string(max_bytes) + " bytes", EFBIG};
   std::string out;
   char buf[65536];
   for (;;) {
@@ -103,7 +103,7 @@ Result<std::string> read_file_limited(const std::string& path, size_t max_bytes,
     if (n < 0) return sys_error("read " + path);
     if (n == 0) break;
     out.append(buf, static_cast<size_t>(n));
-    if (out.size() > max_bytes) return Error{path + " is larger than " + std::to_string(max_bytes) + " bytes"};
+    if (out.size() > max_bytes) return Error{path + " is larger than " + std::to_string(max_bytes) + " bytes", EFBIG};
   }
   return out;
 }

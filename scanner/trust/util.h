@@ -20,7 +20,7 @@ Result<nlohmann::json> parse_strict_json(std::string_view bytes, const std::stri
 std::optional<std::string> base64_decode(std::string_view in);
 std::string base64_encode(std::string_view in);
 
-// Reads a regular file of at most max_bytes; larger files are an Error.
+// Reads a regular file of at most max_bytes; larger files are an Error with sys_errno EFBIG.
 // `nofollow`: a symlink as the last component is an Error (ELOOP), so a file
 // of an image can never make moat read a host file.
 Result<std::string> read_file_limited(const std::string& path, size_t max_bytes, bool nofollow = false);

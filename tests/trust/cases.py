@@ -441,6 +441,17 @@ def main():
     case("accepted-oci-layout-path-scope", f"oci:{L}:a",
          {"default": [{"type": "reject"}], "transports": {"oci": {L: [{"type": "insecureAcceptAnything"}],
                                                                   W: [{"type": "reject"}]}}}, "accepted")
+    # An oversized signature (5 MiB, over the 4 MiB limit) is not read and never accepted; the others count.
+    d = img_signed("accepted-oversized-second-signature-ignored")
+    with open(os.path.join(d, "signature-2"), "wb") as f:
+        f.write(b"\xa3" + os.urandom(5 << 20))
+    case("accepted-oversized-second-signature-ignored", "dir:" + d,
+         dir_policy(C, [signed_by(K["good"], exact_ref(REF))]), "accepted", want_text="not read")
+    d = new_image("rejected-only-oversized-signature")
+    with open(os.path.join(d, "signature-1"), "wb") as f:
+        f.write(b"\xa3" + os.urandom(5 << 20))
+    case("rejected-only-oversized-signature", "dir:" + d, dir_policy(C, [signed_by(K["good"], exact_ref(REF))]),
+         "rejected", want_text="larger than")
     d = new_image("rejected-reject")
     case("rejected-reject", "dir:" + d, dir_policy(C, [{"type": "reject"}]), "rejected", want_text="rejects every image")
     d = new_image("accepted-insecure-accept-anything")

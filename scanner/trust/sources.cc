@@ -5,6 +5,8 @@
 #include <limits.h>
 #include <stdlib.h>
 
+#include <functional>
+
 #include "scanner/trust/simple_signing.h"
 #include "scanner/trust/util.h"
 #include "storage/digest.h"
@@ -93,18 +95,12 @@ bool tag_missing(const Error& e) {
   return m.size() >= kTail.size() && m.compare(m.size() - kTail.size(), kTail.size(), kTail) == 0;
 }
 
-// cosign's attachments: the OCI manifest tagged sha256-HEX.sig, one layer per
+// cosign's attachment manifest (tagged sha256-HEX.sig): one layer per
 // signature, its payload the layer blob and its signature an annotation.
-Status add_sigstore_attachments(registry::Client& client, const std::string& repo, const std::string& digest,
-                                const std::string& where, SignatureSet& set) {
-  std::string tag = "sha256-" + digest_hex(digest) + ".sig";
-  set.searched.push_back("sigstore attachments " + where + ":" + tag);
-  auto m = client.get_manifest(repo, tag, 4u << 20);
-  if (!m) {
-    if (tag_missing(m.error())) return ok_status();
-    return Error{"reading the sigstore attachment " + where + ":" + tag + ": " + m.error().message, 0, m.error().hint};
-  }
-  auto j = parse_strict_json(m->bytes, "sigstore attachment manifest " + where + ":" + tag);
+// `blob` fetches a layer by digest, verified.
+Status parse_attachment(const std::string& bytes, const std::string& where, const std::string& tag,
+                        const std::function<Result<std::string>(const std::string&)>& blob, SignatureSet& set) {
+  auto j = parse_strict_json(bytes, "sigstore attachment manifest " + where + ":" + tag);
   if (!j) return j.error();
   if (!j->is_object() || !j->contains("layers") || !(*j)["layers"].is_array())
     return Error{"sigstore attachment manifest " + where + ":" + tag + " has no layers"};
@@ -127,7 +123,7 @@ Status add_sigstore_attachments(registry::Client& client, const std::string& rep
       set.sigs.push_back(std::move(s));
       continue;
     }
-    MOAT_ASSIGN_OR_RETURN(s.bytes, client.get_blob(repo, l["digest"].get<std::string>(), kMaxSignatureBytes));
+    MOAT_ASSIGN_OR_RETURN(s.bytes, blob(l["digest"].get<std::string>()));
     s.format = SigFormat::Sigstore;
     if (l.contains("annotations") && l["annotations"].is_object()) {
       const auto& a = l["annotations"];
@@ -138,6 +134,45 @@ Status add_sigstore_attachments(registry::Client& client, const std::string& rep
       s.sigstore_bundle = get("dev.sigstore.cosign/bundle");
     }
     set.sigs.push_back(std::move(s));
+  }
+  return ok_status();
+}
+
+Status add_sigstore_attachments(registry::Client& client, const std::string& repo, const std::string& digest,
+                                const std::string& where, SignatureSet& set) {
+  std::string tag = "sha256-" + digest_hex(digest) + ".sig";
+  set.searched.push_back("sigstore attachments " + where + ":" + tag);
+  auto m = client.get_manifest(repo, tag, 4u << 20);
+  if (!m) {
+    if (tag_missing(m.error())) return ok_status();
+    return Error{"reading the sigstore attachment " + where + ":" + tag + ": " + m.error().message, 0, m.error().hint};
+  }
+  return parse_attachment(m->bytes, where, tag, [&](const std::string& d) { return client.get_blob(repo, d, kMaxSignatureBytes); },
+                          set);
+}
+
+// OCI layouts (beyond containers/image, which reads no signatures there): the
+// attachment when the layout holds it under cosign's tag, as
+// `skopeo copy docker://R:sha256-HEX.sig oci:L:sha256-HEX.sig` leaves it.
+Status add_oci_attachments(const Reference& ref, const std::string& digest, SignatureSet& set) {
+  std::string tag = "sha256-" + digest_hex(digest) + ".sig";
+  set.searched.push_back("sigstore attachments oci:" + ref.path + ":" + tag);
+  auto read_blob = [&](const std::string& d) -> Result<std::string> {
+    if (!is_valid_digest(d)) return Error{"invalid digest in oci:" + ref.path + ":" + tag};
+    MOAT_ASSIGN_OR_RETURN(std::string b, read_file_limited(ref.path + "/blobs/sha256/" + digest_hex(d), kMaxSignatureBytes, true));
+    if (sha256_digest(b) != d) return Error{"blob " + d + " of oci:" + ref.path + " does not match its digest"};
+    return b;
+  };
+  MOAT_ASSIGN_OR_RETURN(std::string idx, read_file_limited(ref.path + "/index.json", 16u << 20, true));
+  MOAT_ASSIGN_OR_RETURN(auto j, parse_strict_json(idx, "oci:" + ref.path + "/index.json"));
+  if (!j.is_object() || !j.contains("manifests") || !j["manifests"].is_array()) return ok_status();
+  for (const auto& m : j["manifests"]) {
+    if (!m.is_object() || !m.contains("annotations") || !m["annotations"].is_object()) continue;
+    const auto& a = m["annotations"];
+    if (!a.contains("org.opencontainers.image.ref.name") || a["org.opencontainers.image.ref.name"] != tag) continue;
+    if (!m.contains("digest") || !m["digest"].is_string()) return Error{"oci:" + ref.path + ":" + tag + ": no digest"};
+    MOAT_ASSIGN_OR_RETURN(std::string bytes, read_blob(m["digest"].get<std::string>()));
+    return parse_attachment(bytes, "oci:" + ref.path, tag, read_blob, set);
   }
   return ok_status();
 }
@@ -352,6 +387,10 @@ Result<SignatureSet> collect_signatures(const Reference& ref, const ImageDesc& d
       MOAT_TRY(add_referrers(*client, where.repository, desc.manifest_digest, where.name(), set));
       break;
     }
+    case Transport::OciLayout:
+      set.manifests.push_back(AttachedManifest{desc.manifest_digest, desc.manifest, "image"});
+      MOAT_TRY(add_oci_attachments(ref, desc.manifest_digest, set));
+      break;
     default:
       set.manifests.push_back(AttachedManifest{desc.manifest_digest, desc.manifest, "image"});
       set.searched.push_back(std::string("nowhere: the ") + transport_name(ref.transport) +

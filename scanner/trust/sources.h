@@ -7,7 +7,9 @@
 //   docker:// the lookaside of registries.d: BASE/REPO@sha256=HEX/signature-N,
 //             N from 1 until "not found" (404, ENOENT); any other answer is an
 //             error: the evaluation fails closed;
-//   oci:, oci-archive:, docker-archive: none (containers/image has none either).
+//   oci:      cosign's attachment when the layout holds it under the tag
+//             sha256-HEX.sig (containers/image reads none there);
+//   oci-archive:, docker-archive: none (containers/image has none either).
 //
 // For an image picked from a list, the instance is evaluated with its own
 // signatures (as `skopeo copy` of one instance does): never the list's.

@@ -437,7 +437,7 @@ def main():
     L = p("layout")
     case("rejected-oci-layout-has-no-signatures", f"oci:{L}:a",
          {"default": [{"type": "reject"}], "transports": {"oci": {W: [signed_by(K["good"], exact_ref(REF))]}}},
-         "rejected", want_text="stores no signatures")
+         "rejected", want_text="no signature exists")
     case("accepted-oci-layout-path-scope", f"oci:{L}:a",
          {"default": [{"type": "reject"}], "transports": {"oci": {L: [{"type": "insecureAcceptAnything"}],
                                                                   W: [{"type": "reject"}]}}}, "accepted")
@@ -626,6 +626,44 @@ def main():
              expect="rejected", text="not for host")
     pki_case("sigstore-pki-rejected-not-code-signing", {"caRootsPath": f"{k}/ca.pem", "subjectEmail": "dev@moat.test"},
              leaf=(lk2, open(lp2, "rb").read()), expect="rejected", text="code signing")
+    # OCI layouts: cosign's attachment kept in the layout under the sha256-HEX.sig tag (beyond containers/image).
+    def oci_with_attachment(name, keyfile, identity=SREF):
+        lay = p("cases", name, "layout")
+        shutil.copytree(p("layout"), lay)
+        with open(os.path.join(lay, "index.json")) as f:
+            idx = json.load(f)
+        dig = [m["digest"] for m in idx["manifests"]
+               if m.get("annotations", {}).get("org.opencontainers.image.ref.name") == "a"][0]
+        payload = cosign_payload(dig, identity)
+
+        def blob(data):
+            h = hashlib.sha256(data).hexdigest()
+            with open(os.path.join(lay, "blobs", "sha256", h), "wb") as f:
+                f.write(data)
+            return "sha256:" + h
+
+        sig = base64.b64encode(raw_sign(keyfile, payload)).decode()
+        man = json.dumps({"schemaVersion": 2, "mediaType": "application/vnd.oci.image.manifest.v1+json",
+                          "config": {"mediaType": "application/vnd.oci.image.config.v1+json", "digest": blob(b"{}"),
+                                     "size": 2},
+                          "layers": [{"mediaType": "application/vnd.dev.cosign.simplesigning.v1+json",
+                                      "digest": blob(payload), "size": len(payload),
+                                      "annotations": {"dev.cosignproject.cosign/signature": sig}}]}).encode()
+        idx["manifests"].append({"mediaType": "application/vnd.oci.image.manifest.v1+json", "digest": blob(man),
+                                 "size": len(man),
+                                 "annotations": {"org.opencontainers.image.ref.name": "sha256-" + dig[7:] + ".sig"}})
+        with open(os.path.join(lay, "index.json"), "w") as f:
+            json.dump(idx, f)
+        return f"oci:{lay}:a"
+
+    case("sigstore-oci-layout-attachment-accepted", oci_with_attachment("sigstore-oci-layout-attachment-accepted",
+                                                                        f"{k}/ec.key"),
+         {"default": [{"type": "reject"}], "transports": {"oci": {"": [sigstore_req(keyPath=f"{k}/ec.pub")]}}},
+         "accepted", oracle=False, want_text=".sig layer 0")
+    case("sigstore-oci-layout-attachment-wrong-key",
+         oci_with_attachment("sigstore-oci-layout-attachment-wrong-key", f"{k}/ec2.key"),
+         {"default": [{"type": "reject"}], "transports": {"oci": {"": [sigstore_req(keyPath=f"{k}/ec.pub")]}}},
+         "rejected", oracle=False)
     d = new_image("sigstore-unsupported-attachment-type")
     payload = b'{"_type": "https://in-toto.io/Statement/v0.1"}'
     with open(os.path.join(d, "signature-1"), "wb") as f:

@@ -145,7 +145,12 @@ Result<int64_t> verify_rekor_set(const std::vector<Pkey>& rekor, const std::stri
       !p["integratedTime"].is_number_integer() || !p["logIndex"].is_number_integer() || !p["logID"].is_string())
     return Error{"Rekor SET: Payload must hold exactly body, integratedTime, logIndex and logID"};
   // RFC 8785 canonical form of this payload: sorted keys, no spaces, integers.
-  std::string canonical = p.dump(-1, ' ', false, json::error_handler_t::strict);
+  std::string canonical;
+  try {
+    canonical = p.dump(-1, ' ', false, json::error_handler_t::strict);
+  } catch (const json::exception&) {
+    return Error{"Rekor SET: the payload cannot be canonicalized"};
+  }
   bool matched = false;
   for (const auto& k : rekor) matched |= verify_raw(k.get(), canonical, *set_sig).ok();
   if (!matched) return Error{"cryptographic signature verification of the Rekor SET failed (not signed by the policy's Rekor key)"};

@@ -242,5 +242,68 @@ TEST(Sigstore, KeyTypes) {
   EXPECT_FALSE(verify_with_pem_key("not a key", "d", "s").ok());
 }
 
+// Mutated policies, payloads, signature blobs and registries.d files: every
+// parser answers with a value or an Error, never a crash or an exception.
+TEST(Hostile, MutatedInputsNeverCrash) {
+  const std::string d = "sha256:" + std::string(64, 'c');
+  const std::vector<std::string> seeds = {
+      R"({"default": [{"type": "signedBy", "keyType": "GPGKeys", "keyData": "AA==", "signedIdentity": {"type":
+          "remapIdentity", "prefix": "a.io/x", "signedPrefix": "b.io/y"}}], "transports": {"docker": {"*.a.io":
+          [{"type": "sigstoreSigned", "rekorPublicKeyData": "AA==", "fulcio": {"caData": "AA==", "oidcIssuer": "i",
+          "subjectEmail": "e"}}]}, "dir": {"/x": [{"type": "reject"}]}}})",
+      R"({"critical": {"type": "atomic container signature", "image": {"docker-manifest-digest": ")" + d +
+          R"("}, "identity": {"docker-reference": "r.io/a:1"}}, "optional": {"creator": "x", "timestamp": 5}})",
+      "default-docker:\n  lookaside: https://x\ndocker:\n  a.io/ns:\n    lookaside: file:///s\n    use-sigstore-attachments: true\n",
+      std::string("\x00sigstore-json\n", 15) + R"({"mimeType": "application/vnd.dev.cosign.simplesigning.v1+json",
+          "payload": "e30=", "annotations": {"dev.cosignproject.cosign/signature": "AA==", "dev.sigstore.cosign/bundle":
+          "{\"SignedEntryTimestamp\": \"AA==\", \"Payload\": {\"body\": \"e30=\", \"integratedTime\": 1,
+          \"logIndex\": 1, \"logID\": \"x\"}}", "dev.sigstore.cosign/certificate": "-----BEGIN CERTIFICATE-----\nAA==\n-----END CERTIFICATE-----\n"}})",
+  };
+  uint32_t rng = 12345;
+  auto next = [&] { return rng = rng * 1103515245u + 12345u; };
+  // A verifier with a real key and Rekor key, and one keyless: mutated sigstore blobs go through both.
+  EVP_PKEY* k = EVP_EC_gen("P-256");
+  BIO* bio = BIO_new(BIO_s_mem());
+  PEM_write_bio_PUBKEY(bio, k);
+  char* pd = nullptr;
+  std::string pem;
+  long pn = BIO_get_mem_data(bio, &pd);
+  pem.assign(pd, static_cast<size_t>(pn));
+  BIO_free(bio);
+  EVP_PKEY_free(k);
+  Requirement keyed;
+  keyed.type = Requirement::Type::SigstoreSigned;
+  keyed.keys = {KeyMaterial{"keyData", "", pem}};
+  keyed.rekor_keys = {KeyMaterial{"rekorPublicKeyData", "", pem}};
+  auto kv = SigstoreVerifier::create(keyed);
+  ASSERT_TRUE(kv.ok()) << kv.error().message;
+  for (const auto& seed : seeds) {
+    for (int i = 0; i < 1500; ++i) {
+      std::string m = seed;
+      int edits = 1 + static_cast<int>(next() % 4);
+      for (int e = 0; e < edits && !m.empty(); ++e) {
+        size_t at = next() % m.size();
+        switch (next() % 3) {
+          case 0: m[at] = static_cast<char>(next() & 0xff); break;
+          case 1: m.erase(at, 1 + next() % 8); break;
+          default: m.insert(at, m.substr(next() % m.size(), next() % 16)); break;
+        }
+      }
+      (void)parse_policy(m, "p");
+      (void)parse_simple_payload(m, false);
+      (void)parse_simple_payload(m, true);
+      RegistriesD rd;
+      (void)parse_registries_yaml(m, "f", rd);
+      SignatureBlob b = classify_blob(m, "s");
+      if (b.format == SigFormat::Sigstore) (void)(*kv)->verify(b);
+      (void)parse_docker_ref(m.substr(0, 300));
+      std::string why;
+      (void)identity_matches(SignedIdentity{}, parse_docker_ref("r.io/a:1").value(), m.substr(0, 300), &why);
+      (void)b;
+    }
+  }
+  SUCCEED();
+}
+
 }  // namespace
 }  // namespace moat::trust

@@ -17,15 +17,15 @@
 #include <mutex>
 #include <nlohmann/json.hpp>
 
-#include "scanner/mount_cmd.h"
-#include "scanner/namespace.h"
+#include "scanner/session/mount_cmd.h"
+#include "scanner/session/namespace.h"
 #include "rules/secrets/cli.h"
-#include "scanner/checks.h"
-#include "scanner/ignore.h"
-#include "scanner/report.h"
-#include "scanner/sarif.h"
-#include "scanner/scan.h"
-#include "scanner/secret_scan.h"
+#include "scanner/checks/checks.h"
+#include "scanner/report/ignore.h"
+#include "scanner/report/report.h"
+#include "scanner/report/sarif.h"
+#include "scanner/checks/scan.h"
+#include "scanner/checks/secret_scan.h"
 #include "storage/fd.h"
 #include "storage/fsutil.h"
 #include "storage/image.h"
@@ -229,7 +229,7 @@ int cmd_scan(const ScanArgs& a, const Common& o) {
   r.reference = rec->names.empty() ? a.image : parse_reference(a.image).ok() ? parse_reference(a.image)->text : a.image;
   r.image = *rec;
   r.scan.rootless = geteuid() != 0 || in_moat_userns();
-  auto mounted = run_scan_mount(*store, *rec, a.mount_mode, o.quiet, o.verbose);  // scanner/mount_cmd.h
+  auto mounted = run_scan_mount(*store, *rec, a.mount_mode, o.quiet, o.verbose);  // scanner/session/mount_cmd.h
   if (!mounted) return report_error(a.image, mounted.error());
   r.scan.mode = mounted->mode;
   r.scan.id_mapping = mounted->id_mapping;
@@ -439,7 +439,7 @@ int run(int argc, char** argv) {
   auto* prune = img->add_subcommand("prune", "Remove layers no image uses and leftovers of interrupted pulls");
   add_common(prune, common);
 
-  MountCmdOptions mount_opts;  // scanner/mount_cmd.h
+  MountCmdOptions mount_opts;  // scanner/session/mount_cmd.h
   auto* mnt = app.add_subcommand("mount", "Mount an image read-only in a user namespace and run CMD (default $SHELL) "
                                           "with the merged tree as its working directory");
   mnt->add_option("IMAGE", image, "The image to mount (pulled if missing); then -- CMD [ARG...]")->required();
@@ -519,7 +519,7 @@ int run(int argc, char** argv) {
 
 int main(int argc, char** argv) {
   umask(077);
-  // The namespace helper (scanner/namespace.h): a fresh process, before any thread exists.
+  // The namespace helper (scanner/session/namespace.h): a fresh process, before any thread exists.
   if (argc > 1 && std::string(argv[1]) == moat::kSessionArg) return moat::session_helper_main(argc, argv);
   // With a subuid range (unless MOAT_USERNS_STORE=0), the whole command runs as root of the subuid user namespace (true owners on disk).
   if (auto rc = moat::maybe_reexec_in_userns(argc, argv)) return *rc;

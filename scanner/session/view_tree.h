@@ -15,7 +15,7 @@
 
 #include <string>
 
-#include "scanner/merged_view.h"
+#include "scanner/session/merged_view.h"
 #include "storage/result.h"
 
 namespace moat {

@@ -20,8 +20,8 @@
 #include <string>
 #include <vector>
 
-#include "scanner/merged_view.h"
-#include "scanner/namespace.h"
+#include "scanner/session/merged_view.h"
+#include "scanner/session/namespace.h"
 #include "storage/result.h"
 #include "storage/store.h"
 

@@ -1,4 +1,4 @@
-#include "scanner/rpmdb.h"
+#include "scanner/image/rpmdb.h"
 
 #include <sqlite3.h>
 

@@ -1,4 +1,4 @@
-#include "scanner/view_tree.h"
+#include "scanner/session/view_tree.h"
 
 #include <fcntl.h>
 #include <linux/fs.h>

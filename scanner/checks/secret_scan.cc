@@ -1,4 +1,4 @@
-#include "scanner/secret_scan.h"
+#include "scanner/checks/secret_scan.h"
 
 #include <dirent.h>
 #include <fcntl.h>
@@ -16,7 +16,7 @@
 #include <unordered_map>
 #include <unordered_set>
 
-#include "scanner/checks.h"
+#include "scanner/checks/checks.h"
 #include "storage/fd.h"
 #include "storage/fsutil.h"
 #include "storage/layer_index.h"

@@ -1,4 +1,4 @@
-#include "scanner/scan.h"
+#include "scanner/checks/scan.h"
 
 #include <fcntl.h>
 #include <sys/stat.h>
@@ -12,10 +12,11 @@
 #include <tbb/enumerable_thread_specific.h>
 #include <tbb/parallel_for.h>
 
-#include "scanner/identity.h"
-#include "scanner/packages.h"
-#include "scanner/secret_scan.h"
-#include "scanner/walk.h"
+#include "scanner/checks/accounts.h"
+#include "scanner/image/identity.h"
+#include "scanner/image/packages.h"
+#include "scanner/checks/secret_scan.h"
+#include "scanner/session/walk.h"
 #include "storage/fd.h"
 #include "storage/fsutil.h"
 #include "storage/tree.h"

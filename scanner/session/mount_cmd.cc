@@ -1,4 +1,4 @@
-#include "scanner/mount_cmd.h"
+#include "scanner/session/mount_cmd.h"
 
 #include <dirent.h>
 #include <fcntl.h>
@@ -10,9 +10,9 @@
 #include <cstring>
 #include <optional>
 
-#include "scanner/merged_view.h"
-#include "scanner/namespace.h"
-#include "scanner/view_tree.h"
+#include "scanner/session/merged_view.h"
+#include "scanner/session/namespace.h"
+#include "scanner/session/view_tree.h"
 #include "storage/fsutil.h"
 
 namespace moat {

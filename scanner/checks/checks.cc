@@ -1,9 +1,9 @@
-#include "scanner/checks.h"
+#include "scanner/checks/checks.h"
 
 #include <algorithm>
 #include <nlohmann/json.hpp>
 
-#include "scanner/caps.h"
+#include "scanner/checks/caps.h"
 #include "storage/fsutil.h"
 
 namespace moat {

@@ -1,4 +1,4 @@
-#include "scanner/walk.h"
+#include "scanner/session/walk.h"
 
 #include <dirent.h>
 #include <fcntl.h>

@@ -1,4 +1,4 @@
-#include "scanner/merged_view.h"
+#include "scanner/session/merged_view.h"
 
 #include <fcntl.h>
 

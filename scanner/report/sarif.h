@@ -4,7 +4,7 @@
 //   $schema, version "2.1.0"
 //   runs[0].tool.driver  {name "moat", version, semanticVersion,
 //                         rules: [reportingDescriptor]}
-//     a rule per check in the registry (scanner/checks.h), in registry order,
+//     a rule per check in the registry (scanner/checks/checks.h), in registry order,
 //     then one per rule id a finding carries that the registry does not know
 //     (issue 5's secret rules), sorted; each with shortDescription (title),
 //     fullDescription, help {text, markdown} (why + fix),
@@ -36,7 +36,7 @@
 #include <string_view>
 
 #include "rules/policy/policy.h"
-#include "scanner/report.h"
+#include "scanner/report/report.h"
 
 namespace moat {
 

@@ -1,6 +1,6 @@
 // rpm's package database (Fedora, RHEL/UBI, CentOS, Rocky, Alma, Amazon
 // Linux): which package owns a path and the digest rpm recorded for it, for
-// scanner/packages.h.
+// scanner/image/packages.h.
 //
 // rpmdb.sqlite: the SQLite database rpm 4.16+ writes, at
 // /var/lib/rpm/rpmdb.sqlite or /usr/lib/sysimage/rpm/rpmdb.sqlite (Fedora 36+
@@ -51,7 +51,7 @@
 #include <string_view>
 #include <vector>
 
-#include "scanner/packages.h"
+#include "scanner/image/packages.h"
 #include "storage/result.h"
 
 namespace moat {

@@ -23,9 +23,9 @@
 #include <vector>
 
 #include "rules/policy/policy.h"
-#include "scanner/findings.h"
-#include "scanner/identity.h"
-#include "scanner/packages.h"
+#include "scanner/report/findings.h"
+#include "scanner/image/identity.h"
+#include "scanner/image/packages.h"
 #include "storage/layer_index.h"
 #include "storage/store.h"
 #include "storage/result.h"

@@ -1,4 +1,4 @@
-#include "scanner/namespace.h"
+#include "scanner/session/namespace.h"
 
 #include <dirent.h>
 #include <grp.h>
@@ -21,7 +21,7 @@
 #include <nlohmann/json.hpp>
 #include <sstream>
 
-#include "scanner/overlay.h"
+#include "scanner/session/overlay.h"
 #include "storage/fsutil.h"
 
 extern char** environ;

@@ -1,4 +1,4 @@
-#include "scanner/overlay.h"
+#include "scanner/session/overlay.h"
 
 #include <fcntl.h>
 #include <sys/mount.h>
@@ -7,7 +7,7 @@
 
 #include <cerrno>
 
-#include "scanner/namespace.h"
+#include "scanner/session/namespace.h"
 #include "storage/fd.h"
 
 namespace moat {

@@ -28,10 +28,10 @@
 
 #include "rules/policy/policy.h"
 #include "rules/secrets/engine.h"
-#include "scanner/checks.h"
-#include "scanner/findings.h"
-#include "scanner/merged_view.h"
-#include "scanner/mount_cmd.h"
+#include "scanner/checks/checks.h"
+#include "scanner/report/findings.h"
+#include "scanner/session/merged_view.h"
+#include "scanner/session/mount_cmd.h"
 #include "storage/result.h"
 #include "storage/store.h"
 

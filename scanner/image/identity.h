@@ -17,7 +17,7 @@
 #include <vector>
 
 #include "rules/policy/policy.h"
-#include "scanner/findings.h"
+#include "scanner/report/findings.h"
 
 namespace moat {
 
@@ -67,17 +67,5 @@ std::vector<ShadowEntry> parse_shadow(std::string_view text, std::vector<std::st
 // Any of the texts may be empty (file absent): an image without /etc/passwd
 // simply defines no names.
 Identity parse_identity(std::string_view passwd, std::string_view group, std::string_view shadow);
-
-// Where each account file came from, so account findings name the file and
-// the layer that wrote it. An absent layer leaves the finding's layer null.
-struct AccountSources {
-  std::optional<LayerRef> passwd, group, shadow;
-};
-
-// The account checks: account-extra-uid0, account-empty-password (passwd or
-// shadow), account-duplicate (user names, uids, group names, gids). Each
-// finding's path is the file that holds the problem, its detail the account
-// name (or "uid:N" / "gid:N"), so fingerprints are per account.
-std::vector<Finding> account_findings(const Identity& id, const AccountSources& src, const policy::Policy& p);
 
 }  // namespace moat

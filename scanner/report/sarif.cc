@@ -1,11 +1,11 @@
-#include "scanner/sarif.h"
+#include "scanner/report/sarif.h"
 
 #include <algorithm>
 #include <cctype>
 #include <map>
 #include <nlohmann/json.hpp>
 
-#include "scanner/checks.h"
+#include "scanner/checks/checks.h"
 
 namespace moat {
 

@@ -28,7 +28,7 @@
 #include <string_view>
 #include <vector>
 
-#include "scanner/findings.h"
+#include "scanner/report/findings.h"
 #include "storage/result.h"
 
 namespace moat {

@@ -20,10 +20,10 @@
 #include <vector>
 
 #include "rules/secrets/engine.h"
-#include "scanner/findings.h"
-#include "scanner/identity.h"
-#include "scanner/merged_view.h"
-#include "scanner/packages.h"
+#include "scanner/report/findings.h"
+#include "scanner/image/identity.h"
+#include "scanner/session/merged_view.h"
+#include "scanner/image/packages.h"
 #include "storage/result.h"
 #include "storage/store.h"
 

@@ -36,7 +36,7 @@
 #include <string_view>
 #include <vector>
 
-#include "scanner/findings.h"
+#include "scanner/report/findings.h"
 #include "storage/store.h"
 
 namespace moat {

@@ -1,4 +1,4 @@
-#include "scanner/packages.h"
+#include "scanner/image/packages.h"
 
 #include <openssl/evp.h>
 
@@ -6,7 +6,7 @@
 #include <cctype>
 
 #include "rules/policy/policy.h"
-#include "scanner/rpmdb.h"
+#include "scanner/image/rpmdb.h"
 
 namespace moat {
 

@@ -23,7 +23,7 @@
 // rpm (Fedora, RHEL/UBI, CentOS, Amazon Linux): rpmdb.sqlite (rpm 4.16+) or
 //   the BerkeleyDB hash Packages (RHEL/CentOS 7-8, Amazon Linux 2) in
 //   /var/lib/rpm or /usr/lib/sysimage/rpm, one rpm header per package; see
-//   scanner/rpmdb.h. SUSE's ndb Packages.db is not read: an entry in
+//   scanner/image/rpmdb.h. SUSE's ndb Packages.db is not read: an entry in
 //   db.errors says so, and setuid files on those images look unpackaged.
 //
 // Merged /usr: on Debian 12 and later /bin, /sbin and /lib are symlinks into

@@ -238,6 +238,7 @@ class Scan {
       return Error{"Vectorscan stream scan failed", 0, {}};
     stats.bytes += n;
     confirm(text, len, text_abs, /*eof=*/false);
+    find_block_end(text, text_abs, text_abs + len);  // before these bytes leave the carry
     return ok_status();
   }
 
@@ -321,7 +322,7 @@ class Scan {
     spans_.swap(pending);
     std::fill(open_.begin(), open_.end(), -1);
     for (size_t i = 0; i < spans_.size(); ++i) open_[spans_[i].rule] = static_cast<int>(i);
-    emit(found, text, text_abs);
+    emit(found, text, text_abs, avail);
   }
 
   bool accept(const CompiledRule& cr, std::string_view match, std::string_view secret) const {
@@ -339,22 +340,30 @@ class Scan {
     return true;
   }
 
-  // Drops generic findings that a specific rule also made on the same bytes,
-  // numbers lines, and hands findings to the sink in offset order.
-  void emit(std::vector<Found>& found, const char* text, uint64_t text_abs) {
+  // One secret at one place is one finding: of the findings whose secrets
+  // overlap, a specific rule beats a generic one, and between two of a kind
+  // the rule listed first wins (rule files load in name order; a file lists
+  // its generic rules from the most to the least specific). Findings inside
+  // a key block (a rule with block_end) are dropped. Then lines are numbered
+  // and findings go to the sink in offset order.
+  void emit(std::vector<Found>& found, const char* text, uint64_t text_abs, uint64_t avail) {
     if (found.empty()) return;
     std::sort(found.begin(), found.end(), [](const Found& a, const Found& b) {
       return a.offset != b.offset ? a.offset < b.offset : a.rule < b.rule;
     });
+    auto outranks = [&](const Found& o, const Found& f) {
+      bool og = im_.rules[o.rule].rule->generic, fg = im_.rules[f.rule].rule->generic;
+      return og != fg ? fg : o.rule < f.rule;
+    };
     uint64_t cursor = text_abs, lines = lines_before_;
     for (const Found& f : found) {
       const SecretRule* r = im_.rules[f.rule].rule;
-      if (r->generic) {
-        bool shadowed = std::any_of(found.begin(), found.end(), [&](const Found& o) {
-          return !im_.rules[o.rule].rule->generic && o.offset < f.offset + f.length && f.offset < o.offset + o.length;
-        });
-        if (shadowed) continue;
-      }
+      bool shadowed = std::any_of(found.begin(), found.end(), [&](const Found& o) {
+        return &o != &f && o.offset < f.offset + f.length && f.offset < o.offset + o.length && outranks(o, f);
+      });
+      if (shadowed) continue;
+      if (in_block(f.offset, text, text_abs, avail)) continue;
+      if (!r->block_end.empty()) open_block(f.offset + f.length, r->block_end, text, text_abs, avail);
       SecretFinding out;
       out.rule = r;
       out.rule_id = r->id;
@@ -384,6 +393,36 @@ class Scan {
   std::vector<int>& open_;            // per rule: index of its open span, or -1
   std::vector<uint64_t>& watermark_;  // per rule: end of the last match taken
   uint64_t lines_before_ = 0;        // newlines before the carry buffer
+
+  // The key block a block rule opened: [block_lo_, block_hi_), block_hi_ is
+  // UINT64_MAX while its end literal has not been seen yet.
+  std::string_view block_end_;
+  uint64_t block_lo_ = 0, block_hi_ = 0;
+  bool block_open_ = false;
+
+  void open_block(uint64_t from, std::string_view end, const char* text, uint64_t text_abs, uint64_t avail) {
+    block_open_ = true;
+    block_end_ = end;
+    block_lo_ = from;
+    block_hi_ = UINT64_MAX;
+    find_block_end(text, text_abs, avail);
+  }
+  // Looks for the end literal in text[block_lo_ .. avail) when it is unknown.
+  void find_block_end(const char* text, uint64_t text_abs, uint64_t avail) {
+    if (!block_open_ || block_hi_ != UINT64_MAX) return;
+    uint64_t from = std::max(block_lo_, text_abs);
+    if (from >= avail) return;
+    std::string_view hay(text + (from - text_abs), avail - from);
+    size_t at = hay.find(block_end_);
+    if (at != std::string_view::npos) block_hi_ = from + at;
+  }
+  bool in_block(uint64_t off, const char* text, uint64_t text_abs, uint64_t avail) {
+    if (!block_open_) return false;
+    find_block_end(text, text_abs, avail);
+    if (off >= block_lo_ && off < block_hi_) return true;
+    if (off >= block_hi_) block_open_ = false;
+    return false;
+  }
 };
 
 }  // namespace

@@ -200,6 +200,7 @@ struct Found {
   uint64_t offset;
   uint32_t length;
   std::string redacted, fingerprint;
+  uint32_t context = 0;  // bytes of the whole match: how much the rule saw around the secret
 };
 
 // The state of one scan: a Vectorscan stream, candidate spans, and the
@@ -316,7 +317,8 @@ class Scan {
         std::string_view secret(m[1].data(), m[1].size());
         if (!accept(cr, std::string_view(m[0].data(), m[0].size()), secret)) continue;
         found.push_back({sp.rule, text_abs + static_cast<uint64_t>(m[1].data() - text),
-                         static_cast<uint32_t>(secret.size()), redact(secret), fingerprint(cr.rule->id, secret)});
+                         static_cast<uint32_t>(secret.size()), redact(secret), fingerprint(cr.rule->id, secret),
+                         static_cast<uint32_t>(me - ms)});
       }
     }
     spans_.swap(pending);
@@ -341,9 +343,11 @@ class Scan {
   }
 
   // One secret at one place is one finding: of the findings whose secrets
-  // overlap, a specific rule beats a generic one, and between two of a kind
-  // the rule listed first wins (rule files load in name order; a file lists
-  // its generic rules from the most to the least specific). Findings inside
+  // overlap, a specific rule beats a generic one; between two generic ones
+  // the one whose whole match is longer (it saw more of the context: a
+  // connection string, not just "Password=") wins; otherwise the rule listed
+  // first (files load in name order; a file lists its rules from the most
+  // to the least specific). Findings inside
   // a key block (a rule with block_end) are dropped. Then lines are numbered
   // and findings go to the sink in offset order.
   void emit(std::vector<Found>& found, const char* text, uint64_t text_abs, uint64_t avail) {
@@ -353,7 +357,9 @@ class Scan {
     });
     auto outranks = [&](const Found& o, const Found& f) {
       bool og = im_.rules[o.rule].rule->generic, fg = im_.rules[f.rule].rule->generic;
-      return og != fg ? fg : o.rule < f.rule;
+      if (og != fg) return fg;
+      if (og && o.context != f.context) return o.context > f.context;
+      return o.rule < f.rule;
     };
     uint64_t cursor = text_abs, lines = lines_before_;
     for (const Found& f : found) {

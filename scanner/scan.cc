@@ -15,6 +15,7 @@
 #include "scanner/identity.h"
 #include "scanner/packages.h"
 #include "scanner/secret_scan.h"
+#include "scanner/secret_context.h"
 #include "scanner/walk.h"
 #include "storage/fd.h"
 #include "storage/fsutil.h"
@@ -357,6 +358,7 @@ Result<CheckRunResult> run_checks(const Store& store, const ImageRecord& img, co
   auto cfg = config_findings(img, ctx);
   if (!cfg) return std::move(cfg).error().context("the image config");
   for (auto& f : *cfg) out.findings.push_back(std::move(f));
+  merge_key_file_findings(out.findings);  // a baked-in SSH key: one finding (scanner/secret_context.h)
   sort_findings(out.findings);
   std::sort(out.errors.begin(), out.errors.end());
   return out;

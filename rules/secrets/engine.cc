@@ -17,6 +17,7 @@
 #include <cmath>
 #include <cctype>
 #include <cstring>
+#include <iterator>
 #include <mutex>
 #include <utility>
 
@@ -288,7 +289,7 @@ class Scan {
   }
 
   void confirm(const char* text, size_t len, uint64_t text_abs, bool eof) {
-    if (spans_.empty() || stats.stopped) return;
+    if ((spans_.empty() && held_.empty()) || stats.stopped) return;
     const uint64_t avail = text_abs + len;
     std::vector<Span> pending;
     std::vector<Found> found;
@@ -320,6 +321,18 @@ class Scan {
                          static_cast<uint32_t>(secret.size()), redact(secret), fingerprint(cr.rule->id, secret),
                          static_cast<uint32_t>(me - ms)});
       }
+    }
+    // Findings held back by the last call, and those that may overlap a match
+    // decided only later: emit() must see both sides of an overlap at once.
+    for (auto& h : held_) found.push_back(std::move(h));
+    held_.clear();
+    if (!pending.empty()) {
+      uint64_t from = UINT64_MAX;
+      for (const Span& p : pending) from = std::min(from, p.lo);
+      auto keep = std::stable_partition(found.begin(), found.end(),
+                                        [&](const Found& f) { return f.offset < from; });  // from stays in the carry
+      std::move(keep, found.end(), std::back_inserter(held_));
+      found.erase(keep, found.end());
     }
     spans_.swap(pending);
     std::fill(open_.begin(), open_.end(), -1);
@@ -398,6 +411,7 @@ class Scan {
   std::vector<Span>& spans_;
   std::vector<int>& open_;            // per rule: index of its open span, or -1
   std::vector<uint64_t>& watermark_;  // per rule: end of the last match taken
+  std::vector<Found> held_;           // confirmed, emitted with the pending matches they may overlap
   uint64_t lines_before_ = 0;        // newlines before the carry buffer
 
   // The key block a block rule opened: [block_lo_, block_hi_), block_hi_ is

@@ -66,8 +66,10 @@ add("docker/compose.env", "TLS_KEY=-----BEGIN PRIVATE KEY----- " + " ".join(pem_
 
 # 2. Azure
 ai84 = rnd("ai84", 52, AN) + "JQQJ99BCACYeBjFXJ3w3AAAEACOG" + rnd("ai84t", 4, AN)
-acr84 = rnd("acr84", 52, AN) + "JQQJ99CAAAAAAAAAAAAAAAAAAAAZCR" [:0] + "JQQJ99BBACYeBjFXJ3w3AAAEAZCR" + rnd("acr84t", 4, AN)
-acr84 = acr84[:52] + acr84[52 + len("JQQJ99BBACYeBjFXJ3w3AAAEAZCR") + 4:] if False else acr84
+# Microsoft's 84-character identifiable keys: 52 random, "JQQJ9" + [9DH], one
+# character, a date character [A-L], 16 characters, the 4-character provider
+# signature (ACOG: AI services, AZCR: Container Registry), 4 random.
+acr84 = rnd("acr84", 52, AN) + "JQQJ99BBACYeBjFXJ3w3AAAEAZCR" + rnd("acr84t", 4, AN)
 appcfg = rnd("appcfg", 43, B64) + "="
 sas_sig = rnd("sassig", 43, AN) + "%3D"
 speech = rnd("speech", 32, HEX)

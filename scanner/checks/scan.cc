@@ -17,6 +17,7 @@
 #include "scanner/image/packages.h"
 #include "scanner/checks/secret_scan.h"
 #include "scanner/session/walk.h"
+#include "scanner/checks/secret_context.h"
 #include "storage/fd.h"
 #include "storage/fsutil.h"
 #include "storage/tree.h"
@@ -358,6 +359,7 @@ Result<CheckRunResult> run_checks(const Store& store, const ImageRecord& img, co
   auto cfg = config_findings(img, ctx);
   if (!cfg) return std::move(cfg).error().context("the image config");
   for (auto& f : *cfg) out.findings.push_back(std::move(f));
+  merge_key_file_findings(out.findings);  // a baked-in SSH key: one finding (scanner/checks/secret_context.h)
   sort_findings(out.findings);
   std::sort(out.errors.begin(), out.errors.end());
   return out;

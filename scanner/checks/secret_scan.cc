@@ -17,6 +17,7 @@
 #include <unordered_set>
 
 #include "scanner/checks/checks.h"
+#include "scanner/checks/secret_context.h"
 #include "storage/fd.h"
 #include "storage/fsutil.h"
 #include "storage/layer_index.h"
@@ -305,6 +306,7 @@ Result<std::vector<Finding>> secret_findings(const SecretScanContext& ctx, std::
       out.push_back(std::move(f));
     }
   }
+  mark_package_material(out, ctx.store, ctx.packages, errors);  // scanner/checks/secret_context.h
   return out;
 }
 
@@ -340,12 +342,17 @@ Result<std::vector<Finding>> config_secret_findings(const ImageRecord& img, cons
     return ok_status();
   };
 
-  if (c.contains("Env") && c["Env"].is_array())
+  if (c.contains("Env") && c["Env"].is_array()) {
+    std::vector<std::string> reported;  // Env names a rule reported
     for (const auto& e : c["Env"])
       if (e.is_string()) {
         std::string s = e.get<std::string>();
+        size_t before = out.size();
         MOAT_TRY(scan(s, "Env", "Env " + printable(s.substr(0, s.find('=')), 128), std::nullopt));
+        if (out.size() != before) reported.push_back(s.substr(0, s.find('=')));
       }
+    for (auto& f : env_credential_findings(c["Env"], reported)) out.push_back(std::move(f));
+  }
   if (c.contains("Labels") && c["Labels"].is_object())
     for (const auto& [k, v] : c["Labels"].items())
       if (v.is_string()) MOAT_TRY(scan(k + "=" + v.get<std::string>(), "Labels", "label " + printable(k, 128), std::nullopt));
@@ -363,6 +370,9 @@ std::string redact_text(const std::string& text, const secrets::SecretScanner& s
   });
   // A line the engine cannot scan is not shown at all rather than shown whole.
   if (!st) return "(history line withheld: " + st.error().describe() + ")";
+  // Values behind credential-looking names and flags, whether or not a rule
+  // reported them (scanner/checks/secret_context.h).
+  for (const auto& sp : credential_spans(text)) spans.push_back(sp);
   if (spans.empty()) return text;
   std::sort(spans.begin(), spans.end());
   std::string out;

@@ -20,6 +20,7 @@
 #include "scanner/mount_cmd.h"
 #include "scanner/namespace.h"
 #include "rules/secrets/cli.h"
+#include "rules/secrets/database.h"
 #include "scanner/checks.h"
 #include "scanner/ignore.h"
 #include "scanner/report.h"
@@ -31,6 +32,7 @@
 #include "storage/image.h"
 #include "storage/reference.h"
 #include "storage/store.h"
+#include "storage/unpack.h"
 
 namespace moat {
 namespace {
@@ -119,7 +121,8 @@ Result<ImageRecord> pull_image(const std::string& image, const Common& o, Store&
   auto rec = store.pull(*src, po, &stats);
   progress.done();
   if (rec && o.verbose)
-    std::fprintf(stderr, "moat: %zu layers unpacked, %zu reused from the store\n", stats.unpacked, stats.reused);
+    std::fprintf(stderr, "moat: %zu layers unpacked, %zu reused from the store (gzip: %s)\n", stats.unpacked,
+                 stats.reused, gzip_inflater().c_str());
   return rec;
 }
 
@@ -244,6 +247,7 @@ int cmd_scan(const ScanArgs& a, const Common& o) {
   if (!make_dirs(sopt.cache_dir, 0700).ok()) sopt.cache_dir.clear();  // no cache: compile each time
   auto scanner = secrets::SecretScanner::create(std::move(rules).value(), sopt);
   if (!scanner) return report_error("", scanner.error());
+  if (o.verbose) std::fprintf(stderr, "moat: secret rules: %s\n", (*scanner)->database_note().c_str());
   std::vector<Finding> config_secrets;
   if (secrets_on) {
     auto cs = config_secret_findings(*rec, **scanner);
@@ -463,6 +467,9 @@ int run(int argc, char** argv) {
   add_rules_opts(rules_check);
 
   auto* version = app.add_subcommand("version", "Print the version");
+  bool version_verbose = false;
+  version->add_flag("-v,--verbose", version_verbose,
+                    "Also print build choices: the gzip inflater and the shipped secret rule database");
 
   // `moat mount IMAGE -- CMD...`: CMD is split off before CLI11 sees it (CLI11
   // would rewrite an argument like "[ -f x ]"), so it reaches the command byte for byte.
@@ -496,6 +503,9 @@ int run(int argc, char** argv) {
   if (*rules_check) return secrets::rules_check(rules_opts, std::cout, std::cerr);
   if (*version) {
     std::printf("moat %s\n", MOAT_VERSION);
+    if (version_verbose)
+      std::printf("gzip layers: %s\nVectorscan: %s\nsecret rule database: %s\n", gzip_inflater().c_str(), hs_version(),
+                  secrets::shipped_database_status().c_str());
     return kExitClean;
   }
   if (*scan) return cmd_scan(sa, common);

@@ -22,6 +22,7 @@
 #include "rules/secrets/cli.h"
 #include "rules/secrets/database.h"
 #include "scanner/checks.h"
+#include "scanner/inplace.h"
 #include "scanner/ignore.h"
 #include "scanner/report.h"
 #include "scanner/sarif.h"
@@ -226,13 +227,17 @@ int cmd_scan(const ScanArgs& a, const Common& o) {
 
   auto store = Store::open(o.store, Store::Lock::Shared);
   if (!store) return report_error("", store.error());
-  auto rec = pull_image(a.image, o, *store);
+  // dir: of an unpacked tree is scanned where it is (scanner/inplace.h).
+  auto inplace = in_place_target(a.image, o.limits);
+  if (!inplace) return report_error(a.image, inplace.error());
+  auto rec = *inplace ? Result<ImageRecord>((*inplace)->record) : pull_image(a.image, o, *store);
   if (!rec) return report_error("", rec.error());
   Report r;
   r.reference = rec->names.empty() ? a.image : parse_reference(a.image).ok() ? parse_reference(a.image)->text : a.image;
   r.image = *rec;
   r.scan.rootless = geteuid() != 0 || in_moat_userns();
-  auto mounted = run_scan_mount(*store, *rec, a.mount_mode, o.quiet, o.verbose);  // scanner/mount_cmd.h
+  auto mounted = *inplace ? in_place_mount(**inplace)
+                          : run_scan_mount(*store, *rec, a.mount_mode, o.quiet, o.verbose);  // scanner/mount_cmd.h
   if (!mounted) return report_error(a.image, mounted.error());
   r.scan.mode = mounted->mode;
   r.scan.id_mapping = mounted->id_mapping;
@@ -274,12 +279,14 @@ int cmd_scan(const ScanArgs& a, const Common& o) {
   const bool tty = isatty(2) && !o.quiet && !o.verbose;  // -v prints its own lines
   if (tty) copt.phase = [](const std::string& what) { std::fprintf(stderr, "\r\033[Kmoat: %s ...", what.c_str()); };
   if (secrets_on) copt.secrets = scanner->get();
+  if (*inplace) copt.in_place_index = &(*inplace)->index;
   auto run = run_checks(*store, shown, *mounted, view, *pol, copt);
   if (tty) std::fprintf(stderr, "\r\033[K");
   if (!run) return report_error(a.image, run.error());
   for (auto& f : config_secrets) run->findings.push_back(std::move(f));
   mounted = Error{"ended"};  // the namespace is no longer needed
   r.errors = std::move(run->errors);
+  if (*inplace) r.errors.insert(r.errors.end(), (*inplace)->errors.begin(), (*inplace)->errors.end());
 
   IgnoreOutcome ign = apply_ignores(std::move(run->findings), ignores, today_utc());
   for (const auto& e : ign.expired)

@@ -312,7 +312,8 @@ Result<CheckRunResult> run_checks(const Store& store, const ImageRecord& img, co
 
   // What a later layer removed or replaced: it ships in the image all the same.
   std::atomic<size_t> deleted_count{0};
-  for (size_t li = 0; li < img.layers.size() && !opt.checks.empty(); ++li) {
+  // (An in-place tree is one layer: nothing in it was removed.)
+  for (size_t li = 0; li < img.layers.size() && !opt.checks.empty() && !opt.in_place_index; ++li) {
     auto idx = store.layer_index(img.layers[li].diff_id);
     if (!idx) return std::move(idx).error().context("layer " + std::to_string(li));
     const std::string diff = view.diff_dir(li);
@@ -348,7 +349,7 @@ Result<CheckRunResult> run_checks(const Store& store, const ImageRecord& img, co
 
   if (opt.secrets) {
     phase("scanning " + std::to_string(img.layers.size()) + " layers for secrets");
-    SecretScanContext sctx{store, img, view, identity, packages, *opt.secrets, opt.verbose};
+    SecretScanContext sctx{store, img, view, identity, packages, *opt.secrets, opt.verbose, opt.in_place_index};
     MOAT_ASSIGN_OR_RETURN(auto secrets, secret_findings(sctx, out.errors));
     for (auto& f : secrets) out.findings.push_back(std::move(f));
   }

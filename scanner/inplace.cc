@@ -178,6 +178,20 @@ Result<std::optional<InPlaceTree>> in_place_target(const std::string& image, con
   return std::optional<InPlaceTree>(std::move(t));
 }
 
+bool is_in_place_scan(int argc, char** argv) {
+  if (argc < 3 || std::string_view(argv[1]) != "scan") return false;
+  for (int i = 2; i < argc; ++i) {
+    std::string_view a = argv[i];
+    if (a == "--") break;
+    if (!a.starts_with("dir:")) continue;
+    std::string p(a.substr(4));
+    struct stat st;
+    return ::stat(p.c_str(), &st) == 0 && S_ISDIR(st.st_mode) &&
+           !(::access((p + "/version").c_str(), F_OK) == 0 && ::access((p + "/manifest.json").c_str(), F_OK) == 0);
+  }
+  return false;
+}
+
 Result<ScanMount> in_place_mount(const InPlaceTree& tree) {
   ScanMount m;
   m.mode = "in-place";

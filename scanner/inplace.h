@@ -43,6 +43,11 @@ Result<InPlaceTree> walk_in_place(const std::string& path, const Limits& limits)
 // tree (not skopeo's dir: format), nullopt for every other reference.
 Result<std::optional<InPlaceTree>> in_place_target(const std::string& image, const Limits& limits);
 
+// True for `moat scan ... dir:PATH ...` where PATH is an unpacked tree (no
+// skopeo dir: files in it), decided from argv before the command line is
+// parsed: main() then does not re-execute in the subuid user namespace.
+bool is_in_place_scan(int argc, char** argv);
+
 // The scan's "mount" of an in-place tree: mode "in-place", the view built
 // from the walk with the tree as its one layer directory.
 Result<ScanMount> in_place_mount(const InPlaceTree& tree);

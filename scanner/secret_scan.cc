@@ -208,7 +208,7 @@ Result<LayerSecrets> scan_tree_secrets(int root_fd, const std::vector<IndexEntry
       if (seen.emplace(s.rule_id, s.fingerprint).second)
         mine.hits.push_back(LayerSecretHit{e.path, s.rule_id, s.line, s.redacted, s.fingerprint});
       return secrets::SinkAction::kContinue;
-    });
+    }, static_cast<uint64_t>(st.st_size));
     if (!stats) {
       mine.hits.resize(before);
       mine.errors.push_back(printable(e.path, 4096) + ": " + stats.error().describe());

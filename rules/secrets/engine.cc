@@ -543,7 +543,8 @@ Result<ScanStats> SecretScanner::scan_buffer(const void* data, size_t len, const
   return scan.stats;
 }
 
-Result<ScanStats> SecretScanner::scan_fd(int fd, uint64_t max_bytes, const SecretSink& sink) const {
+Result<ScanStats> SecretScanner::scan_fd(int fd, uint64_t max_bytes, const SecretSink& sink,
+                                         uint64_t size_hint) const {
   ThreadState& ts = impl_->threads.local();
   MOAT_TRY(usable(ts));
   Scan scan(*impl_, ts, sink);
@@ -574,6 +575,11 @@ Result<ScanStats> SecretScanner::scan_fd(int fd, uint64_t max_bytes, const Secre
     left -= n;
     MOAT_TRY(scan.feed(buf.data(), have + n, have, abs));
     size_t total = have + n, keep = std::min(carry, total);
+    // The known size reached by a short read: no empty read() to find the end.
+    if (n < want && abs + total >= size_hint) {
+      have = total;
+      break;
+    }
     scan.forget(buf.data(), total - keep);
     std::memmove(buf.data(), buf.data() + total - keep, keep);
     abs += total - keep;

@@ -99,7 +99,11 @@ class SecretScanner {
   // Streams an open file from its current position: at most max_bytes are
   // read (UINT64_MAX for all), in 64 KiB chunks. Read errors are Errors; EINTR
   // is retried.
-  Result<ScanStats> scan_fd(int fd, uint64_t max_bytes, const SecretSink& sink) const;
+  // size_hint: the file's size from fstat, if known. A short read that
+  // reaches it is taken as the end, which saves the final empty read() of
+  // every small file (a growing file is still read to its real end).
+  Result<ScanStats> scan_fd(int fd, uint64_t max_bytes, const SecretSink& sink,
+                            uint64_t size_hint = UINT64_MAX) const;
 
   const RuleSet& rules() const;
   size_t rule_count() const;

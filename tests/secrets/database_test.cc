@@ -126,5 +126,37 @@ TEST(ShippedDatabase, InvalidUserRuleIsStillAnError) {
   EXPECT_NE(sc.error().describe().find("user.bad"), std::string::npos) << sc.error().describe();
 }
 
+// scan_fd's size hint (the file's fstat size) only saves the final empty
+// read: a file scanned with a right, a too small or no hint gives the same
+// findings, whether it fits one 64 KiB chunk or not.
+TEST(ScanFd, SizeHintChangesNothingFound) {
+  for (size_t size : {size_t{3000}, size_t{200000}}) {
+    std::string text = pat_text();
+    while (text.size() < size) text += "filler line of text, nothing secret here at all\n";
+    text += "x" + pat_text();
+    char path[] = "/tmp/moat-sizehint-XXXXXX";
+    int fd = ::mkstemp(path);
+    ASSERT_GE(fd, 0);
+    ASSERT_EQ(::write(fd, text.data(), text.size()), static_cast<ssize_t>(text.size()));
+    const SecretScanner& sc = *[] {
+      static auto s = SecretScanner::create(std::move(load_builtin_rules()).value());
+      return s->get();
+    }();
+    for (uint64_t hint : {uint64_t{text.size()}, uint64_t{text.size() / 2}, uint64_t{1}, UINT64_MAX}) {
+      ASSERT_EQ(::lseek(fd, 0, SEEK_SET), 0);
+      size_t n = 0;
+      auto st = sc.scan_fd(fd, UINT64_MAX, [&](const SecretFinding& f) {
+        n += f.rule_id == "github.pat.classic";
+        return SinkAction::kContinue;
+      }, hint);
+      ASSERT_TRUE(st.ok());
+      EXPECT_EQ(st->bytes, text.size()) << "size " << size << " hint " << hint;
+      EXPECT_EQ(n, 2u) << "size " << size << " hint " << hint;
+    }
+    ::close(fd);
+    ::unlink(path);
+  }
+}
+
 }  // namespace
 }  // namespace moat::secrets

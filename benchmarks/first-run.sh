@@ -24,7 +24,8 @@
 #   scan-fresh  `moat scan --checks secret` into an empty store (pull included)
 # Then the engine alone, `secrets_scan_tree --threads 1` (MB per CPU second)
 # with all rules and with 10, over a tree of many small text files
-# (usr/include + usr/lib/python3*) and a binary-heavy one (usr/lib/x86_64-linux-gnu).
+# (usr/include + usr/lib/python3*), a binary-heavy one (usr/lib/x86_64-linux-gnu),
+# and each of the image's three layers as unpacked in a store (layer0..2).
 #
 # Usage (as root): benchmarks/first-run.sh --moat PATH [--scan-tree PATH] [--runs N] [--work DIR]
 # Prints a markdown table (also WORK/results.md). Measurements only: no ctest.
@@ -123,15 +124,17 @@ rm -rf "$BIN" && mkdir -m 0755 "$BIN"
 install -m 0755 "$MOAT" "$BIN/moat"
 SHM=/dev/shm/moat-first-run
 rm -rf "$SHM" && mkdir -m 1777 "$SHM"
-as_user() { "$repo/tests/lib/as-user.sh" "$USER_NAME" "$@"; }
+AS=("$repo/tests/lib/as-user.sh" "$USER_NAME")  # runs a command as the test user
 fresh_store() { rm -rf "$SHM/store"; }
 
 # time_it NAME CMD...: one timed run, appended to $WORK/runs.tsv (name wall cpu).
 time_it() {
   local name=$1; shift
-  local t
-  t=$( { /usr/bin/time -f "%e %U %S" "$@" >/dev/null 2>/dev/null; } 2>&1 | tail -1)
-  read -r wall user sys <<<"$t"
+  local wall user sys
+  # (moat scan exits 1 when it finds something: time then adds a first line)
+  /usr/bin/time -o "$WORK/time.out" -f "%e %U %S" "$@" >/dev/null 2>"$WORK/cmd.err" || true
+  read -r wall user sys < <(tail -1 "$WORK/time.out")
+  [[ $wall =~ ^[0-9.]+$ ]] || { cat "$WORK/time.out" "$WORK/cmd.err" >&2; echo "$name failed" >&2; exit 1; }
   echo -e "$name\t$wall\t$(echo "$user + $sys" | bc)" >>"$WORK/runs.tsv"
   echo "   $name: wall $wall s, cpu $(echo "$user + $sys" | bc) s (load $(cut -d' ' -f1 /proc/loadavg))" >&2
 }
@@ -142,17 +145,17 @@ grep -rIl "$LITERAL" "$TREE" >/dev/null 2>&1 || true
 for ((r = 1; r <= RUNS; r++)); do
   echo "== run $r of $RUNS" >&2
   fresh_store
-  time_it pull as_user "$BIN/moat" image pull -q --store "$SHM/store" "oci:$L:t"
+  time_it pull "${AS[@]}" "$BIN/moat" image pull -q --store "$SHM/store" "oci:$L:t"
   time_it gzip bash -c 'for b in "$@"; do gzip -dc "$b" >/dev/null; done' _ "${BLOBS[@]}"
   # The layers are in the store now; nothing else is (no cache/, no secrets-*.json).
-  time_it secret as_user "$BIN/moat" scan -q --store "$SHM/store" --checks secret -f json -o /dev/null "oci:$L:t"
-  as_user "$BIN/moat" image pull -q --store "$SHM/store" "oci:$L:t" >/dev/null  # (no-op: reused)
+  time_it secret "${AS[@]}" "$BIN/moat" scan -q --store "$SHM/store" --checks secret -f json -o /dev/null "oci:$L:t"
+  "${AS[@]}" "$BIN/moat" image pull -q --store "$SHM/store" "oci:$L:t" >/dev/null  # (no-op: reused)
   fresh_store
-  as_user "$BIN/moat" image pull -q --store "$SHM/store" "oci:$L:t" >/dev/null
-  time_it full as_user "$BIN/moat" scan -q --store "$SHM/store" -f json -o /dev/null "oci:$L:t"
+  "${AS[@]}" "$BIN/moat" image pull -q --store "$SHM/store" "oci:$L:t" >/dev/null
+  time_it full "${AS[@]}" "$BIN/moat" scan -q --store "$SHM/store" -f json -o /dev/null "oci:$L:t"
   time_it grep bash -c 'grep -rIl "$1" "$2"; true' _ "$LITERAL" "$TREE"
   fresh_store
-  time_it scan-fresh as_user "$BIN/moat" scan -q --store "$SHM/store" --checks secret -f json -o /dev/null "oci:$L:t"
+  time_it scan-fresh "${AS[@]}" "$BIN/moat" scan -q --store "$SHM/store" --checks secret -f json -o /dev/null "oci:$L:t"
 done
 fresh_store
 
@@ -179,7 +182,17 @@ if [[ -x $SCAN_TREE ]]; then
   echo
   echo "| tree | rules | MB | CPU s | MB per CPU second |"
   echo "|---|---:|---:|---:|---:|"
-  for what in small bin; do
+  # The three layers as unpacked in a store (each a directory tree).
+  rm -rf "$SHM/rootstore"
+  "$MOAT" image pull -q --store "$SHM/rootstore" "oci:$L:t" >/dev/null
+  mapfile -t LAYER_DIRS < <(python3 -c '
+import json, sys
+idx = json.load(open(sys.argv[1] + "/index.json"))
+man = json.load(open(sys.argv[1] + "/blobs/sha256/" + idx["manifests"][0]["digest"][7:]))
+cfg = json.load(open(sys.argv[1] + "/blobs/sha256/" + man["config"]["digest"][7:]))
+for d in cfg["rootfs"]["diff_ids"]: print(sys.argv[2] + "/layers/" + d[7:] + "/diff")' "$L" "$SHM/rootstore")
+  layer0=("${LAYER_DIRS[0]}"); layer1=("${LAYER_DIRS[1]}"); layer2=("${LAYER_DIRS[2]}")
+  for what in small bin layer0 layer1 layer2; do
     declare -n dirs=$what
     for rules in all 10; do
       "$SCAN_TREE" --rules "$rules" --threads 1 "${dirs[@]}" >/dev/null 2>&1 || true  # warm
@@ -190,4 +203,5 @@ if [[ -x $SCAN_TREE ]]; then
       }
     done
   done
+  rm -rf "$SHM/rootstore"
 fi | tee -a "$WORK/results.md"

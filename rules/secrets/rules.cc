@@ -164,6 +164,23 @@ std::string RuleSet::version() const {
   return out;
 }
 
+std::string rule_digest(const SecretRule& r) {
+  json j = rule_to_json(r);
+  j["title"] = r.title;
+  j["references"] = r.references;
+  std::string text = std::string(kEngineVersion) + "\n" + j.dump();
+  unsigned char md[EVP_MAX_MD_SIZE];
+  unsigned int n = 0;
+  EVP_Digest(text.data(), text.size(), md, &n, EVP_sha256(), nullptr);
+  static const char* hex = "0123456789abcdef";
+  std::string out;
+  for (unsigned i = 0; i < n; ++i) {
+    out += hex[md[i] >> 4];
+    out += hex[md[i] & 15];
+  }
+  return out;
+}
+
 Result<RuleSet> parse_rule_file(std::string_view json_text, const std::string& origin) {
   json doc = json::parse(json_text.begin(), json_text.end(), nullptr, /*allow_exceptions=*/false);
   if (doc.is_discarded()) return rule_error(origin, "not valid JSON");

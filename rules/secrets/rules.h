@@ -67,6 +67,11 @@ struct RuleSet {
   std::string version() const;
 };
 
+// sha256 (hex) of everything about one rule that matching and validation
+// read: two rules with the same digest behave the same. The shipped
+// Vectorscan database (database.h) names its rules by these digests.
+std::string rule_digest(const SecretRule& rule);
+
 // The rules compiled into the binary (rules/secrets/data/*.json).
 Result<RuleSet> load_builtin_rules();
 // Parses one rule file; `origin` names it in errors.

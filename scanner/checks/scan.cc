@@ -9,6 +9,9 @@
 #include <cerrno>
 #include <memory>
 #include <optional>
+#include <unordered_map>
+#include <unordered_set>
+#include <mutex>
 #include <tbb/enumerable_thread_specific.h>
 #include <tbb/parallel_for.h>
 
@@ -125,11 +128,52 @@ class LazyContent {
 
 bool is_regular_meta(const IndexEntry& e) { return e.type == EntryType::File || e.type == EntryType::Hardlink; }
 
-EntryView make_view(const IndexEntry& meta, std::optional<LayerRef> layer, bool deleted, LazyContent* content) {
+// Digests of hardlinked files, by (layer, target path, algorithm): the
+// integrity check hashes a file once per name (as md5sum -c does), and a
+// driver hardlinked under 13 names is 13 times the bytes (Mesa's, 26 MB each,
+// were a third of all the bytes hashed in benchmarks/first-run.sh's image).
+class DigestMemo {
+ public:
+  // `targets`: paths some hardlink of the view points to.
+  explicit DigestMemo(const MergedView& view) {
+    for (const auto& [p, ve] : view.entries())
+      if (!ve.hardlink_to.empty()) targets_.insert(ve.hardlink_to);
+  }
+  // The memo key of a view entry's content, or "" when it has no other name.
+  std::string key(const ViewEntry& ve, const std::string& path) const {
+    const std::string& file = ve.hardlink_to.empty() ? path : ve.hardlink_to;
+    if (ve.hardlink_to.empty() && !targets_.count(path)) return {};
+    return std::to_string(ve.layer) + "\n" + file;
+  }
+  Result<std::string> hash(const std::string& key, DigestAlgo a, LazyContent& content) {
+    std::string k = key + "\n" + std::string(digest_algo_name(a));
+    {
+      std::lock_guard<std::mutex> g(mu_);
+      if (auto it = done_.find(k); it != done_.end()) return it->second;
+    }
+    auto r = content.hash(a);
+    if (r) {
+      std::lock_guard<std::mutex> g(mu_);
+      done_.emplace(k, *r);
+    }
+    return r;
+  }
+
+ private:
+  std::unordered_set<std::string> targets_;
+  std::mutex mu_;
+  std::unordered_map<std::string, std::string> done_;
+};
+
+EntryView make_view(const IndexEntry& meta, std::optional<LayerRef> layer, bool deleted, LazyContent* content,
+                    DigestMemo* memo = nullptr, std::string memo_key = {}) {
   EntryView v{meta, std::move(layer), deleted, {}, {}};
   if (content && is_regular_meta(meta)) {
     v.read_head = [content](size_t max) { return content->head(max); };
-    v.hash = [content](DigestAlgo a) { return content->hash(a); };
+    if (memo && !memo_key.empty())
+      v.hash = [content, memo, k = std::move(memo_key)](DigestAlgo a) { return memo->hash(k, a, *content); };
+    else
+      v.hash = [content](DigestAlgo a) { return content->hash(a); };
   }
   return v;
 }
@@ -239,6 +283,7 @@ Result<CheckRunResult> run_checks(const Store& store, const ImageRecord& img, co
   if (!opt.checks.empty()) phase("checking " + std::to_string(view.entries().size()) + " entries");
   CheckContext ctx{policy, identity, packages, distro, CheckSelection::of(opt.checks)};
   Sinks sinks;
+  DigestMemo memo(view);
 
   // The merged tree. `order` is the view in path order, for marking what the walk saw.
   std::vector<std::pair<const std::string*, const ViewEntry*>> order;
@@ -285,7 +330,8 @@ Result<CheckRunResult> run_checks(const Store& store, const ImageRecord& img, co
         if (fd < 0) return sys_error("open");
         return Fd(fd);
       });
-      sinks.check(ctx, make_view(meta, layer_ref(img, ve.layer), false, regular ? &content : nullptr));
+      sinks.check(ctx, make_view(meta, layer_ref(img, ve.layer), false, regular ? &content : nullptr, &memo,
+                                 memo.key(ve, we.path)));
     });
     // A directory the caller cannot list (mode 0000 without a subuid range) is
     // not a gap: its entries are checked from the view below, and a check that
@@ -305,7 +351,7 @@ Result<CheckRunResult> run_checks(const Store& store, const ImageRecord& img, co
       const ViewEntry& ve = *order[i].second;
       IndexEntry meta = meta_at(ve, path);
       LazyContent content([&view, &path]() { return view.open(path, O_RDONLY | O_NONBLOCK | O_NOCTTY); });
-      sinks.check(ctx, make_view(meta, layer_ref(img, ve.layer), false, &content));
+      sinks.check(ctx, make_view(meta, layer_ref(img, ve.layer), false, &content, &memo, memo.key(ve, path)));
     }
   });
   if (opt.verbose && mount.session && unreached)
@@ -314,7 +360,8 @@ Result<CheckRunResult> run_checks(const Store& store, const ImageRecord& img, co
 
   // What a later layer removed or replaced: it ships in the image all the same.
   std::atomic<size_t> deleted_count{0};
-  for (size_t li = 0; li < img.layers.size() && !opt.checks.empty(); ++li) {
+  // (An in-place tree is one layer: nothing in it was removed.)
+  for (size_t li = 0; li < img.layers.size() && !opt.checks.empty() && !opt.in_place_index; ++li) {
     auto idx = store.layer_index(img.layers[li].diff_id);
     if (!idx) return std::move(idx).error().context("layer " + std::to_string(li));
     const std::string diff = view.diff_dir(li);
@@ -350,7 +397,7 @@ Result<CheckRunResult> run_checks(const Store& store, const ImageRecord& img, co
 
   if (opt.secrets) {
     phase("scanning " + std::to_string(img.layers.size()) + " layers for secrets");
-    SecretScanContext sctx{store, img, view, identity, packages, *opt.secrets, opt.verbose};
+    SecretScanContext sctx{store, img, view, identity, packages, *opt.secrets, opt.verbose, opt.in_place_index};
     MOAT_ASSIGN_OR_RETURN(auto secrets, secret_findings(sctx, out.errors));
     for (auto& f : secrets) out.findings.push_back(std::move(f));
   }

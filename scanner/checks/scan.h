@@ -45,6 +45,9 @@ struct CheckRunOptions {
   // Called at the start of each phase ("checking 35012 entries"); the CLI
   // shows it on a terminal only.
   std::function<void(const std::string&)> phase;
+  // Set for an in-place scan of an unpacked tree (inplace.h): the image's one
+  // layer is the tree itself, indexed by this walk, not a layer of the store.
+  const std::vector<IndexEntry>* in_place_index = nullptr;
 };
 
 struct CheckRunResult {

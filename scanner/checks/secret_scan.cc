@@ -141,6 +141,13 @@ Result<LayerSecrets> scan_layer_secrets(const Store& store, const std::string& d
   MOAT_ASSIGN_OR_RETURN(std::vector<IndexEntry> idx, store.layer_index(diff_id));
   Fd root(::open(store.diff_dir(diff_id).c_str(), O_RDONLY | O_DIRECTORY | O_CLOEXEC));
   if (!root.valid()) return sys_error("open layer " + diff_id);
+  MOAT_ASSIGN_OR_RETURN(LayerSecrets out, scan_tree_secrets(root.get(), idx, scanner));
+  save_cache(store, diff_id, scanner, out);
+  return out;
+}
+
+Result<LayerSecrets> scan_tree_secrets(int root_fd, const std::vector<IndexEntry>& idx,
+                                       const secrets::SecretScanner& scanner) {
 
   // Every regular file with content. A hardlink to a file of this layer is
   // the same bytes (scanned once, at the target); one to a lower layer's file
@@ -202,7 +209,7 @@ Result<LayerSecrets> scan_layer_secrets(const Store& store, const std::string& d
       if (seen.emplace(s.rule_id, s.fingerprint).second)
         mine.hits.push_back(LayerSecretHit{e.path, s.rule_id, s.line, s.redacted, s.fingerprint});
       return secrets::SinkAction::kContinue;
-    });
+    }, static_cast<uint64_t>(st.st_size));
     if (!stats) {
       mine.hits.resize(before);
       mine.errors.push_back(printable(e.path, 4096) + ": " + stats.error().describe());
@@ -218,11 +225,11 @@ Result<LayerSecrets> scan_layer_secrets(const Store& store, const std::string& d
     for (size_t k = r.begin(); k != r.end(); ++k) {
       const Item& item = items[k];
       const std::string_view dir = dir_of(todo[item.begin]);  // "" for the layer's root
-      int parent = root.get();
+      int parent = root_fd;
       std::optional<Fd> dir_fd;
       std::optional<Error> dir_error;
       if (!dir.empty()) {
-        auto d = open_beneath(root.get(), std::string(dir.substr(1)), O_PATH | O_DIRECTORY);
+        auto d = open_beneath(root_fd, std::string(dir.substr(1)), O_PATH | O_DIRECTORY);
         if (d) {
           dir_fd = std::move(d).value();
           parent = dir_fd->get();
@@ -244,7 +251,6 @@ Result<LayerSecrets> scan_layer_secrets(const Store& store, const std::string& d
   }
   std::sort(out.hits.begin(), out.hits.end(), hit_less);
   std::sort(out.errors.begin(), out.errors.end());
-  save_cache(store, diff_id, scanner, out);
   return out;
 }
 
@@ -252,6 +258,12 @@ Result<std::vector<Finding>> secret_findings(const SecretScanContext& ctx, std::
   const ImageRecord& img = ctx.img;
   std::vector<std::optional<Result<LayerSecrets>>> per_layer(img.layers.size());
   tbb::parallel_for(size_t{0}, img.layers.size(), [&](size_t i) {
+    if (ctx.in_place_index) {
+      Fd root(::open(ctx.view.diff_dir(i).c_str(), O_RDONLY | O_DIRECTORY | O_CLOEXEC));
+      per_layer[i] = root.valid() ? scan_tree_secrets(root.get(), *ctx.in_place_index, ctx.scanner)
+                                  : Result<LayerSecrets>(sys_error("open " + ctx.view.diff_dir(i)));
+      return;
+    }
     per_layer[i] = scan_layer_secrets(ctx.store, img.layers[i].diff_id, ctx.scanner);
   });
   auto rules = rules_by_id(ctx.scanner);
@@ -275,8 +287,12 @@ Result<std::vector<Finding>> secret_findings(const SecretScanContext& ctx, std::
     bool idx_loaded = false;
     auto meta_of = [&](const std::string& path, const ViewEntry* ve) -> Result<const IndexEntry*> {
       if (ve && ve->layer == li && ve->hardlink_to.empty()) return &ve->entry;
-      if (!idx_loaded) {
+      if (!idx_loaded && ctx.in_place_index) {
+        idx = *ctx.in_place_index;
+      } else if (!idx_loaded) {
         MOAT_ASSIGN_OR_RETURN(idx, ctx.store.layer_index(img.layers[li].diff_id));
+      }
+      if (!idx_loaded) {
         for (const auto& e : idx) meta[e.path] = &e;
         idx_loaded = true;
       }

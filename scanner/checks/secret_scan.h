@@ -49,6 +49,10 @@ struct LayerSecrets {
 // in parallel (oneTBB), each streamed whole through the engine.
 Result<LayerSecrets> scan_layer_secrets(const Store& store, const std::string& diff_id,
                                         const secrets::SecretScanner& scanner);
+// The same for a tree given by its root fd and its index, without a cache
+// (an in-place dir: scan, inplace.h).
+Result<LayerSecrets> scan_tree_secrets(int root_fd, const std::vector<IndexEntry>& idx,
+                                       const secrets::SecretScanner& scanner);
 
 struct SecretScanContext {
   const Store& store;
@@ -58,6 +62,9 @@ struct SecretScanContext {
   const PackageDb& packages;
   const secrets::SecretScanner& scanner;
   bool verbose = false;
+  // Set for an in-place scan of an unpacked tree (inplace.h): the image's
+  // only layer is the tree itself (view.diff_dir(0)), indexed by this walk.
+  const std::vector<IndexEntry>* in_place_index = nullptr;
 };
 
 // Every layer's secrets as findings (category secret), with `deleted` set

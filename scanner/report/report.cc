@@ -228,7 +228,9 @@ std::string report_table(const Report& r, const TableOptions& opt) {
   if (!r.image.config_digest.empty()) out += "  config   " + r.image.config_digest + "\n";
   if (!r.image.manifest_digest.empty()) out += "  manifest " + r.image.manifest_digest + "\n";
   if (!r.image.platform.empty()) out += "  platform " + r.image.platform + "\n";
-  if (r.scan.mode != "none")
+  if (r.scan.mode == "in-place")
+    out += "  scanned  in place (an unpacked tree; owners and modes as on disk)\n";
+  else if (r.scan.mode != "none")
     out += "  scanned  " + r.scan.mode + (r.scan.mode == "overlay" ? " mount" : " merge") + ", id mapping " +
            r.scan.id_mapping + (r.scan.rootless ? ", rootless" : ", as root") + "\n";
   out += "\n" + bold("Layers") + "\n";

@@ -42,7 +42,7 @@
 namespace moat {
 
 struct ScanInfo {
-  std::string mode = "none";        // overlay | userspace | none (no filesystem checks ran)
+  std::string mode = "none";        // overlay | userspace | in-place (dir: tree, owners as on disk) | none
   bool rootless = true;
   std::string id_mapping = "none";  // subuid | single | none
   int64_t duration_ms = 0;

@@ -4,7 +4,15 @@
 #    the index), no image record is written, tmp/ holds the leftovers;
 #  - a new `moat scan` succeeds, reports the right diffIDs, and the leftovers
 #    are gone (the next unpacker of a layer removes them);
-#  - killed again, `moat image prune` removes every leftover.
+#  - killed again, `moat image prune` removes every leftover;
+#  - the kill campaign (store torture, docs/fuzzing.md): $KILL_RUNS runs
+#    (default 4; scripts/torture.sh runs 50) on one store, each SIGKILLing a
+#    `moat image pull` or `moat scan` of :big, :t or :other at a random moment
+#    of its clean run time (download, unpack, rename, mount, secret-cache
+#    write), with layers removed at random between runs so unpacking happens
+#    again; after each kill a scan must exit 0 with a JSON report identical to
+#    a clean run's (apart from scan.duration_ms), and `moat image prune` must
+#    leave tmp/ empty and layers/ whole.
 source "$(dirname "$0")/lib.sh"
 need skopeo python3
 need_images
@@ -79,4 +87,79 @@ for how in scan prune; do
     check_no_partial "$S"
   fi
 done
+note "kill campaign: ${KILL_RUNS:-4} runs"
+python3 - "$MOAT" "$WORK" "$L" "${KILL_RUNS:-4}" "${KILL_SEED:-$RANDOM}" <<'EOF' || fail "kill campaign"
+import json, os, random, signal, subprocess, sys, time
+moat, work, layout, runs, seed = sys.argv[1], sys.argv[2], sys.argv[3], int(sys.argv[4]), int(sys.argv[5])
+rng = random.Random(seed)
+images = [f"oci:{layout}:{t}" for t in ("big", "t", "other")]
+def moat_run(store, *args, check=True):
+    p = subprocess.run([moat, *args, "--store", store], stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    if check and p.returncode != 0:
+        sys.exit(f"moat {' '.join(args)} exited {p.returncode}: {p.stderr.decode(errors='replace')[-2000:]}")
+    return p
+def report(store, img):
+    p = moat_run(store, "scan", "--fail-on", "none", "--format", "json", img)
+    j = json.loads(p.stdout)
+    j["scan"].pop("duration_ms", None)
+    return json.dumps(j, sort_keys=True)
+def whole(store):
+    if not os.path.isdir(os.path.join(store, "tmp")): return []
+    tmp = os.listdir(os.path.join(store, "tmp"))
+    for d in os.listdir(os.path.join(store, "layers")) if os.path.isdir(os.path.join(store, "layers")) else []:
+        ld = os.path.join(store, "layers", d)
+        if not (os.path.isfile(ld + "/layer.json") and os.path.isfile(ld + "/index.tsv") and os.path.isdir(ld + "/diff")):
+            sys.exit(f"partial layer in layers/: {d}: {os.listdir(ld)}")
+    return tmp
+# Clean references and the time each operation takes on this machine now.
+ref, took = {}, {}
+for img in images:
+    s = os.path.join(work, "clean-" + img.rsplit(":", 1)[1])
+    t0 = time.monotonic(); moat_run(s, "image", "pull", img); took[("pull", img)] = time.monotonic() - t0
+    subprocess.run(["rm", "-rf", s])
+    t0 = time.monotonic(); ref[img] = report(s, img); took[("scan", img)] = time.monotonic() - t0
+    t0 = time.monotonic(); report(s, img); took[("rescan", img)] = time.monotonic() - t0
+    subprocess.run(["chmod", "-R", "u+rwx", s]); subprocess.run(["rm", "-rf", s])
+store = os.path.join(work, "campaign")
+stats = {"killed": 0, "finished": 0, "leftovers": 0}
+for run in range(runs):
+    img = rng.choice(images)
+    op = rng.choice(["pull", "scan"])
+    # Sometimes drop what is stored so the next operation unpacks again.
+    r = rng.random()
+    if r < 0.35 and os.path.isdir(os.path.join(store, "images")):
+        moat_run(store, "image", "rm", img, check=False)
+    elif r < 0.5:
+        moat_run(store, "image", "prune", check=False)
+    full = took[(op, img)] if r < 0.5 else max(took[("rescan", img)], 0.05)
+    delay = rng.uniform(0, full * 1.1)
+    args = [moat, "image", "pull", "--store", store, img] if op == "pull" else \
+           [moat, "scan", "--fail-on", "none", "--format", "json", "--store", store, img]
+    p = subprocess.Popen(args, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    try:
+        p.wait(timeout=delay)
+    except subprocess.TimeoutExpired:
+        p.send_signal(signal.SIGKILL)
+    err = p.communicate()[1].decode(errors="replace")
+    if p.returncode == -signal.SIGKILL:
+        stats["killed"] += 1
+    elif p.returncode == 0:
+        stats["finished"] += 1
+    else:
+        sys.exit(f"run {run}: {op} {img} exited {p.returncode} before the kill: {err[-2000:]}")
+    if whole(store): stats["leftovers"] += 1
+    got = report(store, img)
+    if got != ref[img]:
+        a, b = json.loads(ref[img]), json.loads(got)
+        diff = [k for k in set(a) | set(b) if a.get(k) != b.get(k)]
+        sys.exit(f"run {run} (seed {seed}): after killing {op} {img} at {delay:.3f} s the report differs in {diff}")
+    moat_run(store, "image", "prune")
+    left = whole(store)
+    if left:
+        sys.exit(f"run {run} (seed {seed}): tmp/ not empty after prune: {left}")
+    print(f"run {run}: {op} {img}: {'killed at %.3f s' % delay if p.returncode else 'finished'}; scan identical, tmp/ clean",
+          file=sys.stderr)
+print(f"kill campaign: {runs}/{runs} passed (seed {seed}): {stats['killed']} killed, {stats['finished']} finished "
+      f"before the kill, {stats['leftovers']} left tmp/ leftovers that the next run or prune removed", file=sys.stderr)
+EOF
 echo "PASS: $TEST_NAME"

@@ -53,7 +53,7 @@ int moat::fuzz::unpack(const uint8_t* data, size_t size, Compression declared) {
     UnpackOptions opt;
     // Small limits keep each run fast; a bomb must stop at them, not hang.
     opt.limits.max_layer_entries = 20000;
-    opt.limits.max_image_bytes = 64u << 20;
+    opt.limits.max_image_bytes = 16u << 20;
     std::atomic<uint64_t> budget{0};
     opt.image_bytes = &budget;
     auto r = unpack_layer(blob, expect, diff.get(), opt);

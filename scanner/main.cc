@@ -5,6 +5,7 @@
 // finding at or above --fail-on; 1 at least one such finding; 2 the scan could
 // not be completed (usage error, bad reference, damaged or tampered image,
 // limit exceeded). A failed scan never exits 0 or 1.
+#include <cerrno>
 #include <fcntl.h>
 #include <sys/stat.h>
 #include <unistd.h>
@@ -67,6 +68,9 @@ void add_pull_options(CLI::App* c, Common& o) {
 int report_error(const std::string& image, const Error& e) {
   std::fprintf(stderr, "moat: error: %s%s\n", image.empty() ? "" : (image + ": ").c_str(), e.describe().c_str());
   if (!e.hint.empty()) std::fprintf(stderr, "moat: hint: %s\n", e.hint.c_str());
+  else if (e.sys_errno == ENOSPC || e.sys_errno == EDQUOT)  // what was written has been removed (store.h)
+    std::fprintf(stderr, "moat: hint: the disk (or quota) of the store or the output is full: free space, "
+                         "remove unused layers with `moat image prune`, or use --store DIR on a larger disk\n");
   return kExitFailed;
 }
 

@@ -1,11 +1,11 @@
 // Fuzz target: the image's /etc/passwd, /etc/group, /etc/shadow and
 // /etc/os-release through parse_identity(), the account checks and
-// os_release_ids() (scanner/identity.h, scanner/packages.h).
+// os_release_ids() (scanner/image/identity.h, scanner/image/packages.h).
 //
 // Input: the four texts separated by "\n@@@@\n".
 #include "rules/policy/policy.h"
-#include "scanner/identity.h"
-#include "scanner/packages.h"
+#include "scanner/image/identity.h"
+#include "scanner/image/packages.h"
 #include "tests/fuzz/fuzz_util.h"
 
 using namespace moat;

@@ -1,6 +1,6 @@
 // Fuzz target: Alpine's /lib/apk/db/installed (with its Q1/Q2 checksums)
-// through load_package_db() (scanner/packages.h).
-#include "scanner/packages.h"
+// through load_package_db() (scanner/image/packages.h).
+#include "scanner/image/packages.h"
 #include "tests/fuzz/fuzz_util.h"
 
 using namespace moat;

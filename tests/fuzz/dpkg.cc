@@ -1,9 +1,9 @@
 // Fuzz target: dpkg's status, diversions, .list and .md5sums files through
-// load_package_db() (scanner/packages.h), as a scan reads them from an image.
+// load_package_db() (scanner/image/packages.h), as a scan reads them from an image.
 //
 // Input: parts separated by "\n@@@@\n": status, diversions, then the .list and
 // .md5sums of the first, second ... package the status names.
-#include "scanner/packages.h"
+#include "scanner/image/packages.h"
 #include "tests/fuzz/fuzz_util.h"
 
 using namespace moat;

@@ -1,6 +1,6 @@
 // Fuzz target: a .moatignore file through parse_ignore() and
-// apply_ignores() (scanner/ignore.h) over a few findings.
-#include "scanner/ignore.h"
+// apply_ignores() (scanner/report/ignore.h) over a few findings.
+#include "scanner/report/ignore.h"
 #include "tests/fuzz/fuzz_util.h"
 
 using namespace moat;

@@ -1,7 +1,7 @@
 // Fuzz target: an image's BerkeleyDB hash `Packages` (the file's bytes)
-// through add_rpm_bdb() (scanner/rpmdb.h): pages, items, overflow chains,
+// through add_rpm_bdb() (scanner/image/rpmdb.h): pages, items, overflow chains,
 // then every header blob parsed by moat.
-#include "scanner/rpmdb.h"
+#include "scanner/image/rpmdb.h"
 #include "tests/fuzz/fuzz_util.h"
 
 using namespace moat;

@@ -1,7 +1,7 @@
 // Fuzz target: one rpm header blob (il, dl, index, data; no magic), the
 // value of every row of rpmdb.sqlite and every BerkeleyDB item, through
-// parse_rpm_header() and add_rpm_header() (scanner/rpmdb.h).
-#include "scanner/rpmdb.h"
+// parse_rpm_header() and add_rpm_header() (scanner/image/rpmdb.h).
+#include "scanner/image/rpmdb.h"
 #include "tests/fuzz/fuzz_util.h"
 
 using namespace moat;

@@ -1,7 +1,7 @@
 // Fuzz target: an image's rpmdb.sqlite (the file's bytes) through
-// add_rpm_sqlite() (scanner/rpmdb.h): SQLite opened in memory, read-only and
+// add_rpm_sqlite() (scanner/image/rpmdb.h): SQLite opened in memory, read-only and
 // defensive, then every header blob parsed by moat.
-#include "scanner/rpmdb.h"
+#include "scanner/image/rpmdb.h"
 #include "tests/fuzz/fuzz_util.h"
 
 using namespace moat;

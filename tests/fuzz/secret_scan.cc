@@ -1,5 +1,5 @@
 // Fuzz target: the secret engine (rules/secrets/engine.h) with the built-in
-// rules over arbitrary bytes, and redact_text() (scanner/secret_scan.h), which
+// rules over arbitrary bytes, and redact_text() (scanner/checks/secret_scan.h), which
 // every history line of a report goes through.
 //
 // Invariants: every finding lies inside the input, its fingerprint is that of
@@ -7,7 +7,7 @@
 // redact_text() leaves no whole secret behind (unless the same bytes also
 // occur elsewhere in the input, outside every finding).
 #include "rules/secrets/engine.h"
-#include "scanner/secret_scan.h"
+#include "scanner/checks/secret_scan.h"
 #include "tests/fuzz/fuzz_util.h"
 
 using namespace moat;

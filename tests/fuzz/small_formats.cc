@@ -1,8 +1,8 @@
 // Fuzz target: the small image-controlled formats: a file's
-// security.capability xattr (decode_file_caps, scanner/caps.h) and a line of
+// security.capability xattr (decode_file_caps, scanner/checks/caps.h) and a line of
 // the per-layer metadata index (parse_index_line, storage/layer_index.h),
 // which must read back what format_index_line writes.
-#include "scanner/caps.h"
+#include "scanner/checks/caps.h"
 #include "storage/layer_index.h"
 #include "tests/fuzz/fuzz_util.h"
 

@@ -7,6 +7,7 @@
 
 #include "storage/digest.h"
 #include "storage/fsutil.h"
+#include "storage/sources/registry/source.h"
 
 namespace moat {
 
@@ -193,14 +194,13 @@ std::string oci_blob_path(const std::string& hex) { return "blobs/sha256/" + hex
 std::string dir_blob_path(const std::string& hex) { return hex; }
 
 // Reads a manifest (following indexes to the wanted platform) and its config.
+// Manifests are read at manifest_path_of(hex) (path_of when null): skopeo's
+// dir: and the registry keep them apart from the other blobs.
 Status load_manifest(ImageDesc& d, BlobTree& tree, Descriptor desc, BlobPath path_of, const Platform& want,
-                     const Limits& limits, bool skopeo_dir_instances) {
+                     const Limits& limits, BlobPath manifest_path_of = nullptr) {
   for (int depth = 0; depth < 4; ++depth) {
     std::string hex = digest_hex(desc.digest);
-    std::string path = path_of(hex);
-    // skopeo's dir: files every instance of a list as <hex>.manifest.json; the
-    // first descriptor seen here is already one (the list itself is manifest.json).
-    if (skopeo_dir_instances) path = hex + ".manifest.json";
+    std::string path = manifest_path_of ? manifest_path_of(hex) : path_of(hex);
     MOAT_ASSIGN_OR_RETURN(std::string bytes, read_verified(tree, path, desc.digest, desc.size, limits, "manifest " + desc.digest));
     MOAT_ASSIGN_OR_RETURN(json doc, parse_json(bytes, "manifest " + desc.digest));
     switch (doc_kind(desc.media_type, doc)) {
@@ -217,6 +217,7 @@ Status load_manifest(ImageDesc& d, BlobTree& tree, Descriptor desc, BlobPath pat
       case DocKind::Manifest: break;
     }
     d.manifest_digest = desc.digest;
+    d.manifest = bytes;
     if (!doc.contains("config")) return Error{"manifest " + desc.digest + " has no config"};
     MOAT_ASSIGN_OR_RETURN(Descriptor cfg, parse_descriptor(doc["config"], "config of manifest " + desc.digest));
     std::vector<Descriptor> layers;
@@ -276,7 +277,7 @@ Status open_oci_layout(ImageDesc& d, BlobTree& tree, const Reference& ref, const
   }
   if (!chosen)
     return Error{"no image tagged \"" + ref.tag + "\" (tags: " + (tags.empty() ? "none" : tags) + ")"};
-  return load_manifest(d, tree, *chosen, oci_blob_path, want, limits, false);
+  return load_manifest(d, tree, *chosen, oci_blob_path, want, limits);
 }
 
 // docker-archive names images "name:tag" in RepoTags, usually fully qualified.
@@ -370,7 +371,9 @@ Status open_skopeo_dir(ImageDesc& d, BlobTree& tree, const Platform& want, const
   DocKind k = doc_kind("", doc);
   if (k == DocKind::Index) {
     MOAT_ASSIGN_OR_RETURN(top, select_platform(doc, want, "manifest list in manifest.json"));
-    return load_manifest(d, tree, top, dir_blob_path, want, limits, true);
+    // skopeo's dir: files every instance of a list as <hex>.manifest.json (the list itself is manifest.json).
+    return load_manifest(d, tree, top, dir_blob_path, want, limits,
+                         [](const std::string& hex) { return hex + ".manifest.json"; });
   }
   // A single manifest: reuse load_manifest by serving manifest.json under its digest.
   struct Alias : BlobTree {
@@ -382,7 +385,7 @@ Status open_skopeo_dir(ImageDesc& d, BlobTree& tree, const Platform& want, const
     Result<std::string> read_small(const std::string& p, size_t m) override { return inner.read_small(map(p), m); }
     Result<std::unique_ptr<Reader>> open(const std::string& p) override { return inner.open(map(p)); }
   } alias(tree, digest_hex(top.digest));
-  return load_manifest(d, alias, top, dir_blob_path, want, limits, false);
+  return load_manifest(d, alias, top, dir_blob_path, want, limits);
 }
 
 }  // namespace
@@ -437,6 +440,26 @@ Result<std::unique_ptr<ImageSource>> open_image(const Reference& ref, const Plat
       d.platform = "";
       d.layers.resize(1);
       d.layers[0].created_by = "dir:" + ref.path;
+      return src;
+    }
+    case Transport::Docker: {
+      // storage/sources/registry/source.h: registries.conf, the tag's manifest, then documents by digest.
+      MOAT_ASSIGN_OR_RETURN(auto reg, registry::open_registry_image(ref, limits));
+      registry::RegistryTree* rt = reg.tree.get();
+      auto src = std::unique_ptr<ImageSource>(new ImageSource());
+      ImageDesc& d = src->desc_;
+      d.reference = ref.text;
+      Platform want = platform;
+      if (want.arch.empty()) want = host_platform();
+      src->tree_ = std::move(reg.tree);
+      Descriptor top;
+      top.digest = reg.top_digest;
+      top.media_type = reg.top_media_type;
+      top.size = reg.top_size;
+      Status st = load_manifest(d, *src->tree_, top, registry::registry_blob_path, want, limits,
+                                registry::registry_manifest_path);
+      if (!st) return std::move(st).error().context(ref.text);
+      for (const auto& l : d.layers) rt->expect_size(l.blob_path, l.size);
       return src;
     }
     default:

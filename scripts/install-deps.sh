@@ -11,6 +11,7 @@ PKGS=(
   libvectorscan-dev libre2-dev libcurl4-openssl-dev libsqlite3-dev
   libgpgme-dev gnupg      # trust: OpenPGP simple signing (scanner/trust/)
   libyaml-cpp-dev         # trust: registries.d (scanner/trust/)
+  libisal-dev  # ISA-L igzip: fast gzip layer inflate (storage/unpack.cc); zlib without it
   libtoml11-dev  # registries.conf (storage/sources/registry/)
   # independent producers of real images and helpers used by the tests
   skopeo umoci podman buildah uidmap fuse-overlayfs debootstrap

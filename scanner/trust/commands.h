@@ -6,7 +6,7 @@
 #include <CLI/CLI.hpp>
 #include <string>
 
-#include "scanner/findings.h"
+#include "scanner/report/findings.h"
 #include "scanner/trust/evaluate.h"
 #include "storage/image.h"
 #include "storage/limits.h"

@@ -452,6 +452,13 @@ def main():
         f.write(b"\xa3" + os.urandom(5 << 20))
     case("rejected-only-oversized-signature", "dir:" + d, dir_policy(C, [signed_by(K["good"], exact_ref(REF))]),
          "rejected", want_text="larger than")
+    # An unpacked tree (dir: without skopeo's files) has no manifest, so nothing can sign it.
+    tree = p("cases", "rejected-unpacked-tree", "tree")
+    os.makedirs(os.path.join(tree, "etc"))
+    with open(os.path.join(tree, "etc", "hostname"), "w") as f:
+        f.write("tree\n")
+    case("rejected-unpacked-tree", "dir:" + tree, dir_policy(C, [signed_by(K["good"], exact_ref(REF))]), "rejected",
+         want_text="no manifest")
     d = new_image("rejected-reject")
     case("rejected-reject", "dir:" + d, dir_policy(C, [{"type": "reject"}]), "rejected", want_text="rejects every image")
     d = new_image("accepted-insecure-accept-anything")
@@ -751,6 +758,16 @@ def scan_checks(K, C, REF, good):
         problems.append(f"SARIF of a rejected scan unreadable: {e}")
     RESULTS.append(("scan-rejected-before-any-layer", "rejected", None, problems))
     print(f"{'ok' if not problems else 'FAIL':4} scan-rejected-before-any-layer" + "".join("\n       " + x for x in problems))
+
+    # The same gate for an unpacked tree scanned in place.
+    problems = []
+    tree = p("cases", "rejected-unpacked-tree", "tree")
+    out = p("cases", "rejected-unpacked-tree", "report.json")
+    r = run([MOAT, "scan", "--store", store, "--policy", pol, "--format", "json", "-o", out, "dir:" + tree], check=False)
+    if r.returncode != 1 or json.load(open(out))["scan"]["trust"] != "rejected":
+        problems.append(f"an unpacked tree under a signedBy policy was not rejected (exit {r.returncode})")
+    RESULTS.append(("scan-unpacked-tree-rejected", "rejected", None, problems))
+    print(f"{'ok' if not problems else 'FAIL':4} scan-unpacked-tree-rejected" + "".join("\n       " + x for x in problems))
 
     # --policy system on a host whose policy accepts anything: an info finding, never "trusted".
     problems = []

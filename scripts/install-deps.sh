@@ -17,6 +17,7 @@ PKGS=(
   skopeo umoci podman buildah uidmap fuse-overlayfs debootstrap
   zstd gzip tar python3 python3-jsonschema jq attr libcap2-bin procps util-linux
   rpm db5.3-util  # rpmbuild, rpm --root, db5.3_load for the rpm images (tests/scan/test-rpm.sh)
+  docker-registry openssl  # trust tests: a loopback registry, sigstore signatures made with openssl (tests/trust/)
 )
 
 missing=()

@@ -458,7 +458,12 @@ Result<std::unique_ptr<ImageSource>> open_image(const Reference& ref, const Plat
       top.size = reg.top_size;
       Status st = load_manifest(d, *src->tree_, top, registry::registry_blob_path, want, limits, registry::registry_manifest_path);
       if (!st) return std::move(st).error().context(ref.text);
-      for (const auto& l : d.layers) rt->expect_size(l.blob_path, l.size);
+      for (const auto& l : d.layers) {
+        // The size bounds the download: a registry's layer without one is refused.
+        if (l.size < 0)
+          return Error{"manifest " + d.manifest_digest + " gives no size for layer " + std::to_string(l.index)}.context(ref.text);
+        rt->expect_size(l.blob_path, l.size);
+      }
       return src;
     }
     default:

@@ -382,9 +382,9 @@ class Scan {
   // the one whose whole match is longer (it saw more of the context: a
   // connection string, not just "Password=") wins; otherwise the rule listed
   // first (files load in name order; a file lists its rules from the most
-  // to the least specific). Findings inside
-  // a key block (a rule with block_end) are dropped. Then lines are numbered
-  // and findings go to the sink in offset order.
+  // to the least specific). Findings inside a key block (opened by a rule
+  // with block_end) are dropped. Then lines are numbered and findings go to
+  // the sink in offset order.
   void emit(std::vector<Found>& found, const char* text, uint64_t text_abs, uint64_t avail) {
     if (found.empty()) return;
     std::sort(found.begin(), found.end(), [](const Found& a, const Found& b) {

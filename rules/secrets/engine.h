@@ -26,6 +26,11 @@
 // rule needs more than 8 consecutive printable bytes anyway.) Line numbers in
 // binary files are reported as 0.
 //
+// One secret at one place is one finding: overlapping captures of several
+// rules are resolved in favour of the most specific rule, and a key block
+// (a rule with block_end, PEM private keys) silences the other rules until
+// its end literal (Scan::emit() in engine.cc; rules/secrets/README.md).
+//
 // Thread safety: a SecretScanner is immutable after create(); scan_* may be
 // called from any number of threads at once. Each thread gets its own
 // Vectorscan scratch space (hs_clone_scratch, held in a oneTBB

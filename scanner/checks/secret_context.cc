@@ -172,6 +172,7 @@ const std::vector<std::unique_ptr<RE2>>& credential_patterns() {
 bool not_a_value(std::string_view v) {
   if (v.empty() || v[0] == '$' || v[0] == '%' || v[0] == '<' || v[0] == '{' || v[0] == '/') return true;
   if (v.find("${") != std::string_view::npos || v.find("$(") != std::string_view::npos) return true;
+  if (v.find("://") != std::string_view::npos) return true;  // a URL: its userinfo has its own pattern
   static const std::set<std::string_view> kWords = {"true", "false", "null", "none", "yes", "no", "stdin", "-"};
   std::string low(v);
   for (auto& c : low) c = static_cast<char>(std::tolower(static_cast<unsigned char>(c)));

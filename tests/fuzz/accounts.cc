@@ -4,6 +4,7 @@
 //
 // Input: the four texts separated by "\n@@@@\n".
 #include "rules/policy/policy.h"
+#include "scanner/checks/accounts.h"
 #include "scanner/image/identity.h"
 #include "scanner/image/packages.h"
 #include "tests/fuzz/fuzz_util.h"

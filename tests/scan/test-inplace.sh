@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# `moat scan dir:TREE` of an unpacked tree scans it in place (scanner/inplace.h):
+# `moat scan dir:TREE` of an unpacked tree scans it in place (scanner/session/inplace.h):
 #  - nothing is copied into the store (its layers/ stays empty);
 #  - the report says so (scan.mode "in-place") and validates against the schema;
 #  - owners are those on disk (a file chowned to 4321:4322 is reported so);

@@ -159,7 +159,7 @@ add("build/Dockerfile", "FROM debian:12\n"
     f"RUN echo \"db_password={V['n']}\" > /etc/billing.conf\n"
     f"ENV REPORTS_API_KEY {V['o']}\n"
     "ARG NPM_TOKEN\nRUN --mount=type=secret,id=npm npm ci\n",
-    ("generic.config-line", V['n']), ("generic.env-assignment", V['o']))
+    ("generic.command-assignment", V['n']), ("generic.env-assignment", V['o']))
 
 # look-alikes: nothing may be reported in these files
 look = {}

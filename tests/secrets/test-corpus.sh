@@ -56,7 +56,7 @@ def rnd(tag, n, alphabet="ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz01
         i += 1
     return s[:n]
 
-hist_pw = rnd("histpw", 18)           # db_password in a RUN line: generic.config-line finds it
+hist_pw = rnd("histpw", 18)           # db_password in a RUN line: generic.command-assignment finds it
 hist_weak = "aaaabbbb1111"             # too weak for any rule: only the history redaction hides it
 npm = "npm_" + rnd("npm", 36)
 env_pw = rnd("envpw", 20)
@@ -81,7 +81,7 @@ for line in open(manifest):
         continue
     path, rule, ln, secret = line.rstrip("\n").split("\t")
     expect.append({"where": "/srv/corpus/" + path, "rule": rule, "line": int(ln), "secret": secret})
-expect += [{"where": "History", "rule": "generic.config-line", "line": None, "secret": hist_pw},
+expect += [{"where": "History", "rule": "generic.command-assignment", "line": None, "secret": hist_pw},
            {"where": "History", "rule": "npm.access-token", "line": None, "secret": npm},
            {"where": "Env", "rule": "generic.env-assignment", "line": None, "secret": env_pw},
            {"where": "Env", "rule": "config.env-credential", "line": None, "secret": "hunter22", "severity": "medium"}]

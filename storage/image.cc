@@ -445,21 +445,25 @@ Result<std::unique_ptr<ImageSource>> open_image(const Reference& ref, const Plat
     case Transport::Docker: {
       // storage/sources/registry/source.h: registries.conf, the tag's manifest, then documents by digest.
       MOAT_ASSIGN_OR_RETURN(auto reg, registry::open_registry_image(ref, limits));
-      registry::RegistryTree* rt = reg.tree.get();
       auto src = std::unique_ptr<ImageSource>(new ImageSource());
       ImageDesc& d = src->desc_;
       d.reference = ref.text;
       Platform want = platform;
       if (want.arch.empty()) want = host_platform();
+      registry::RegistryTree* rt = reg.tree.get();
       src->tree_ = std::move(reg.tree);
       Descriptor top;
       top.digest = reg.top_digest;
       top.media_type = reg.top_media_type;
       top.size = reg.top_size;
-      Status st = load_manifest(d, *src->tree_, top, registry::registry_blob_path, want, limits,
-                                registry::registry_manifest_path);
+      Status st = load_manifest(d, *src->tree_, top, registry::registry_blob_path, want, limits, registry::registry_manifest_path);
       if (!st) return std::move(st).error().context(ref.text);
-      for (const auto& l : d.layers) rt->expect_size(l.blob_path, l.size);
+      for (const auto& l : d.layers) {
+        // The size bounds the download: a registry's layer without one is refused.
+        if (l.size < 0)
+          return Error{"manifest " + d.manifest_digest + " gives no size for layer " + std::to_string(l.index)}.context(ref.text);
+        rt->expect_size(l.blob_path, l.size);
+      }
       return src;
     }
     default:

@@ -611,6 +611,13 @@ Result<std::vector<std::string>> Store::prune() {
     Fd to(tfd);
     for (const auto& n : list_dir(root_ + "/tmp")) MOAT_TRY(remove_tree(tfd, n));
   }
+  // docker:// documents (storage/sources/registry/source.h) no remaining image names.
+  std::set<std::string> docs;
+  for (const auto& i : imgs)
+    for (const auto* dg : {&i.manifest_digest, &i.config_digest})
+      if (is_valid_digest(*dg)) docs.insert(digest_hex(*dg));
+  for (const auto& n : list_dir(root_ + "/registry"))
+    if (!docs.count(n)) unlink((root_ + "/registry/" + n).c_str());
   return removed;
 }
 

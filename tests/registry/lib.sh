@@ -70,7 +70,7 @@ make_ca() {
   chmod -R a+rX "$d" "$W/certs"
 }
 
-# start_registry NAME [AUTH_YAML]: docker-registry with TLS on a free port.
+# start_registry NAME [AUTH_YAML]: docker-registry with TLS (NO_TLS=1: plain HTTP) on a free port.
 # Sets REG_PORT_<NAME>; its log is $W/NAME.log (one line per request).
 start_registry() {
   local name=$1 auth=${2:-} port
@@ -87,11 +87,10 @@ storage:
 http:
   addr: 127.0.0.1:$port
   secret: moat-test-secret
-  tls:
-    certificate: $W/pki/server.crt
-    key: $W/pki/server.key
 $auth
 YML
+  # NO_TLS=1: plain HTTP (an "insecure" registry)
+  [[ ${NO_TLS:-0} == 1 ]] || sed -i "/^  secret:/a\\  tls:\\n    certificate: $W/pki/server.crt\\n    key: $W/pki/server.key" "$W/$name.yml"
   docker-registry serve "$W/$name.yml" >"$W/$name.log" 2>&1 &
   PIDS+=($!)
   wait_port "$port" || { cat "$W/$name.log" >&2; fail "docker-registry $name did not start"; }

@@ -94,4 +94,17 @@ put "$H/.docker/config.json" <<<"{\"credHelpers\": {\"$R\": \"moattest\"}}"
 MOAT_ENV="$MOAT_ENV PATH=$W/bin:/usr/bin:/bin" STORE=$W/users/s9 scan 0 docker://$R/moat/tiny:1
 expect_err "from docker-credential-moattest"
 grep -qx "$R" "$W/helper.calls" || fail "the helper was not asked for $R"
+
+note "credsStore: the helper for every registry the file has no entry for"
+home store
+put "$H/.docker/config.json" <<<'{"auths": {"other.example": {}}, "credsStore": "moattest"}'
+: >"$W/helper.calls"
+MOAT_ENV="$MOAT_ENV PATH=$W/bin:/usr/bin:/bin" STORE=$W/users/s10 scan 0 docker://$R/moat/tiny:1
+expect_err "from docker-credential-moattest"
+grep -qx "$R" "$W/helper.calls" || fail "credsStore's helper was not asked for $R"
+
+note "a helper that is not installed: an error naming it"
+put "$H/.docker/config.json" <<<"{\"credHelpers\": {\"$R\": \"notinstalled\"}}"
+STORE=$W/users/s11 scan 2 docker://$R/moat/tiny:1
+expect_err "docker-credential-notinstalled (named in the credentials file) is not installed"
 echo "PASS: $TEST_NAME"

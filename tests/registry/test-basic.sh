@@ -39,6 +39,18 @@ m1=$(count_requests "$LOG" GET /manifests/); b1=$(count_requests "$LOG" GET /blo
 [[ $((m1 - m0)) -eq 1 ]] || fail "second scan sent $((m1 - m0)) manifest requests, expected 1"
 [[ $((b1 - b0)) -eq 0 ]] || fail "second scan sent $((b1 - b0)) blob requests, expected 0"
 
+note "moat image pull and moat mount take docker:// too"
+moat_as moat-subuid 0 image pull --store "$W/users/pull.store" docker://$R/moat/tiny:1 --cert-dir "$W/certs" --jobs 1
+moat_as moat-subuid 0 mount --store "$W/users/pull.store" docker://$R/moat/tiny:1 --cert-dir "$W/certs" -- cat etc/os-release
+grep -qx "ID=moattest" "$W/out" || fail "moat mount docker:// did not show the image's etc/os-release"
+
+note "moat image prune keeps the documents of images in the store, drops the others"
+ls "$W/users/pull.store/registry" >"$W/docs.before"
+[[ $(wc -l <"$W/docs.before") -ge 1 ]] || fail "no config kept in the store's registry/ folder"
+touch "$W/users/pull.store/registry/$(printf 'f%.0s' {1..64})"
+moat_as moat-subuid 0 image prune --store "$W/users/pull.store"
+ls "$W/users/pull.store/registry" | diff - "$W/docs.before" >/dev/null || fail "prune did not keep exactly the documents of the stored image"
+
 note "by digest, the CA from the user's own ~/.config/containers/certs.d/HOST:PORT/"
 H=$W/home-certs
 mkdir -p "$H/.config/containers/certs.d/$R"

@@ -13,6 +13,7 @@ M=127.0.0.1:$REG_PORT_mirror
 push oci:$W/pub/tiny:latest docker://$A/moat/tiny:1
 push oci:$W/pub/tiny:latest docker://$M/mirrored/tiny:1
 conf() { cat >"$W/$1.conf"; chmod a+r "$W/$1.conf"; }
+: >"$W/empty.conf"; chmod a+r "$W/empty.conf"
 scan() { scan_as moat-subuid "$@" --cert-dir "$W/certs" -v; }
 export MOAT_ENV="HOME=$W/nohome"
 found_su() { jq -e '.findings[] | select(.path == "/bin/su")' "$W/out" >/dev/null || fail "$1: /bin/su not reported"; }
@@ -90,6 +91,21 @@ insecure = true
 EOF2
 next_store; STORE=$S scan_as moat-subuid 0 docker://$A/moat/tiny:1 --registries-conf "$W/insecure.conf" -v
 expect_err "not verified (insecure = true in registries.conf)"
+
+note "insecure = true for a plain-HTTP registry: HTTPS fails, HTTP is used"
+NO_TLS=1 start_registry http
+H0=127.0.0.1:$REG_PORT_http
+push oci:$W/pub/tiny:latest docker://$H0/moat/tiny:1 --dest-tls-verify=false
+conf http <<EOF2
+[[registry]]
+location = "$H0"
+insecure = true
+EOF2
+next_store; STORE=$S scan_as moat-subuid 0 docker://$H0/moat/tiny:1 --registries-conf "$W/http.conf" -v
+expect_err "trying HTTP (insecure registry)"
+found_su http
+next_store; STORE=$S scan_as moat-subuid 2 docker://$H0/moat/tiny:1 --registries-conf "$W/empty.conf"
+expect_err "TLS failure talking to $H0"
 
 note "the user's registries.conf and registries.conf.d drop-ins (a later drop-in replaces an entry of the same prefix)"
 H=$W/home-conf

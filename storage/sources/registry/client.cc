@@ -190,7 +190,7 @@ struct Client::Impl {
     req.url = base + "/v2/";
     req.tls = tls;
     HttpResponse r = http_perform(req);
-    if (r.curl_code != 0 && insecure && base.rfind("https://", 0) == 0 && !r.tls_error) {
+    if (r.curl_code != 0 && insecure && base.rfind("https://", 0) == 0) {
       // registries.conf insecure = true: plain HTTP is allowed, as podman does.
       log(host + ": HTTPS failed (" + r.curl_error + "), trying HTTP (insecure registry)");
       base = "http://" + host;

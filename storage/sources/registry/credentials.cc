@@ -2,6 +2,7 @@
 
 #include <fcntl.h>
 #include <poll.h>
+#include <pthread.h>
 #include <signal.h>
 #include <sys/stat.h>
 #include <sys/wait.h>
@@ -173,7 +174,19 @@ Result<std::optional<Credential>> run_credential_helper(const std::string& name,
   close(in[0]);
   close(out[1]);
   std::string input = server + "\n";
-  (void)!write(in[1], input.data(), input.size());
+  {
+    // A helper that exits without reading (or is not installed) must not kill
+    // moat with SIGPIPE: block it in this thread, write, drop a pending one.
+    sigset_t pipe_set, old_set;
+    sigemptyset(&pipe_set);
+    sigaddset(&pipe_set, SIGPIPE);
+    pthread_sigmask(SIG_BLOCK, &pipe_set, &old_set);
+    (void)!write(in[1], input.data(), input.size());
+    timespec zero{0, 0};
+    while (sigtimedwait(&pipe_set, nullptr, &zero) > 0) {
+    }
+    pthread_sigmask(SIG_SETMASK, &old_set, nullptr);
+  }
   close(in[1]);
   std::string output;
   auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(30);

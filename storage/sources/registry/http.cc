@@ -1,6 +1,8 @@
 #include "storage/sources/registry/http.h"
 
 #include <curl/curl.h>
+#include <pthread.h>
+#include <signal.h>
 
 #include <algorithm>
 #include <cstring>
@@ -168,7 +170,18 @@ HttpResponse http_perform(const HttpRequest& req) {
   } else if (req.method == "HEAD") {
     curl_easy_setopt(h, CURLOPT_NOBODY, 1L);
   }
+  // With CURLOPT_NOSIGNAL (needed in threads) curl leaves SIGPIPE alone: a
+  // peer that closes while TLS writes must not kill moat. Blocked in this
+  // thread for the transfer, and a pending one dropped.
+  sigset_t pipe_set, old_set;
+  sigemptyset(&pipe_set);
+  sigaddset(&pipe_set, SIGPIPE);
+  pthread_sigmask(SIG_BLOCK, &pipe_set, &old_set);
   CURLcode rc = curl_easy_perform(h);
+  timespec zero{0, 0};
+  while (sigtimedwait(&pipe_set, nullptr, &zero) > 0) {
+  }
+  pthread_sigmask(SIG_SETMASK, &old_set, nullptr);
   curl_easy_getinfo(h, CURLINFO_RESPONSE_CODE, &resp.status);
   resp.curl_code = rc;
   if (rc != CURLE_OK) {

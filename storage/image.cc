@@ -7,6 +7,7 @@
 
 #include "storage/digest.h"
 #include "storage/fsutil.h"
+#include "storage/sources/containers_storage/source.h"
 
 namespace moat {
 
@@ -453,6 +454,24 @@ Result<std::unique_ptr<ImageSource>> open_image(const Reference& ref, const Plat
         d.layers.resize(1);
         d.layers[0].created_by = "dir:" + ref.path;
       }
+      break;
+    }
+    case Transport::ContainersStorage: {
+      // podman's store (storage/sources/containers_storage): documents from the image's big data.
+      bool not_found = false;
+      auto t = cstorage::open_store_image(ref, limits, &not_found);
+      if (!t && ref.bare && not_found)
+        return std::move(t).error().context(ref.text).with_hint(
+            "not in containers-storage; registry lookup: use docker://" + ref.text +
+            " (or name a file with its transport, e.g. oci:PATH, oci-archive:FILE)");
+      if (!t) return std::move(t).error().context(ref.text);
+      Descriptor top;
+      top.digest = (*t)->manifest_digest();
+      top.size = static_cast<int64_t>((*t)->manifest_size());
+      cstorage::StoreTree& cs = **t;
+      src->tree_ = std::move(t).value();
+      st = load_manifest(d, cs, top, oci_blob_path, want, limits, false);
+      if (st) st = cstorage::bind_layers(d, cs, limits);
       break;
     }
     default:

@@ -31,6 +31,10 @@ struct LayerDesc {
   std::string diff_id;      // from the config's rootfs.diff_ids, validated
   std::string created_by;   // from the config's history
   std::string blob_path;    // location inside the image's BlobTree
+  // containers-storage: the stream is the layer's uncompressed tar, reassembled
+  // from the store; blob_digest names the original blob and is not checked
+  // against the stream (the diffID is).
+  bool stream_is_tar = false;
 };
 
 struct ImageDesc {

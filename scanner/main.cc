@@ -227,6 +227,9 @@ int cmd_scan(const ScanArgs& a, const Common& o) {
   if (!rec) return report_error("", rec.error());
   Report r;
   r.reference = rec->names.empty() ? a.image : parse_reference(a.image).ok() ? parse_reference(a.image)->text : a.image;
+  // containers-storage (and bare names): the store and the name it resolved to say where the image came from.
+  if (auto p = parse_reference(a.image); p && p->transport == Transport::ContainersStorage && !rec->names.empty())
+    r.reference = rec->names.front();
   r.image = *rec;
   r.scan.rootless = geteuid() != 0 || in_moat_userns();
   auto mounted = run_scan_mount(*store, *rec, a.mount_mode, o.quiet, o.verbose);  // scanner/mount_cmd.h

@@ -60,6 +60,12 @@ bool is_image_name(const std::string& text) {
     if (comp.empty()) return false;
     bool domain = first && end < name.size() &&
                   (comp == "localhost" || comp.find('.') != std::string::npos || comp.find(':') != std::string::npos);
+    if (domain) {
+      size_t pc = comp.find(':');
+      if (pc == 0 || (pc != std::string::npos && (pc + 1 == comp.size() ||
+                                                   comp.find_first_not_of("0123456789", pc + 1) != std::string::npos)))
+        return false;  // HOST:PORT needs both
+    }
     for (char c : comp) {
       bool ok = (c >= 'a' && c <= 'z') || (c >= '0' && c <= '9') || c == '.' || c == '_' || c == '-' ||
                 (domain && ((c >= 'A' && c <= 'Z') || c == ':'));

@@ -80,6 +80,12 @@ same_findings() {
   diff <(jq -S 'del(.image.reference, .scan.duration_ms)' "$a") <(jq -S 'del(.image.reference, .scan.duration_ms)' "$b") >&2 ||
     fail "$b differs from $a beyond reference and duration"
 }
+# same_findings_reblobbed A.json B.json: the same, but the blobs were recompressed on the way
+# (skopeo exporting buildah's uncompressed layers gzips them): manifest and blob digests differ.
+same_findings_reblobbed() {
+  local a=$1 b=$2 f='del(.image.reference, .scan.duration_ms, .image.manifest_digest, .image.layers[].digest)'
+  diff <(jq -S "$f" "$a") <(jq -S "$f" "$b") >&2 || fail "$b differs from $a beyond reference, duration and blob digests"
+}
 # setuid_paths REPORT: the root-owned setuid files moat reports (not deleted ones).
 setuid_paths() {
   jq -r '.findings[] | select(.category == "setuid" and .deleted == false and .owner.uid == 0) | .path' "$1" | sort -u

@@ -59,6 +59,9 @@ void add_pull_options(CLI::App* c, Common& o) {
   c->add_option("--max-path-length", o.limits.max_path_length, "Limit on the bytes of one path")->capture_default_str();
   c->add_option("--max-path-depth", o.limits.max_path_depth, "Limit on the components of one path")->capture_default_str();
   c->add_option("--max-layers", o.limits.max_layers, "Limit on the layers of one image")->capture_default_str();
+  c->add_flag("--allow-unverified", o.limits.allow_unverified,
+              "containers-storage: scan layers moat cannot check against their diffID (no tar-split, a zstd:chunked "
+              "layer without diffID); the report lists them");
 }
 
 int report_error(const std::string& image, const Error& e) {
@@ -118,6 +121,10 @@ Result<ImageRecord> pull_image(const std::string& image, const Common& o, Store&
   PullStats stats;
   auto rec = store.pull(*src, po, &stats);
   progress.done();
+  if (rec) {
+    rec->notes = src->desc().notes;
+    for (const auto& n : rec->notes) std::fprintf(stderr, "moat: warning: %s\n", n.c_str());
+  }
   if (rec && o.verbose)
     std::fprintf(stderr, "moat: %zu layers unpacked, %zu reused from the store\n", stats.unpacked, stats.reused);
   return rec;
@@ -231,6 +238,7 @@ int cmd_scan(const ScanArgs& a, const Common& o) {
   if (auto p = parse_reference(a.image); p && p->transport == Transport::ContainersStorage && !rec->names.empty())
     r.reference = rec->names.front();
   r.image = *rec;
+  r.errors = rec->notes;  // unverified layers (--allow-unverified)
   r.scan.rootless = geteuid() != 0 || in_moat_userns();
   auto mounted = run_scan_mount(*store, *rec, a.mount_mode, o.quiet, o.verbose);  // scanner/mount_cmd.h
   if (!mounted) return report_error(a.image, mounted.error());
@@ -278,7 +286,7 @@ int cmd_scan(const ScanArgs& a, const Common& o) {
   if (!run) return report_error(a.image, run.error());
   for (auto& f : config_secrets) run->findings.push_back(std::move(f));
   mounted = Error{"ended"};  // the namespace is no longer needed
-  r.errors = std::move(run->errors);
+  for (auto& e : run->errors) r.errors.push_back(std::move(e));
 
   IgnoreOutcome ign = apply_ignores(std::move(run->findings), ignores, today_utc());
   for (const auto& e : ign.expired)

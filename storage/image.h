@@ -44,6 +44,7 @@ struct ImageDesc {
   std::string config;           // the config document's bytes, verified
   std::string platform;         // "os/arch[/variant]" from the config
   std::vector<LayerDesc> layers;
+  std::vector<std::string> notes;  // what the report must say about this image (unverified layers)
   bool rootfs = false;          // dir: with an unpacked tree (no blobs)
   std::string rootfs_path;
 };

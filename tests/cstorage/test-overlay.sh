@@ -58,6 +58,16 @@ bottom=$(jq -r '.[] | select(.parent == null or .parent == "") | .id' "$G/overla
 mv "$G/overlay-layers/$bottom.tar-split.gz" "$W/ts.gz"
 moat_u 2 scan --store "$W/u/s3" --fail-on none moat-test/demo:1
 grep -q "no tar-split" "$W/err" && grep -q "$(echo "$bottom" | cut -c1-12)" "$W/err" || fail "missing tar-split: $(cat "$W/err")"
+moat_u 0 scan --store "$W/u/s3" --fail-on none --allow-unverified --format json -o "$W/u/out/unverified.json" moat-test/demo:1
+grep -q "NOT verified" "$W/err" || fail "--allow-unverified did not warn: $(cat "$W/err")"
+jq -e '.errors[] | select(test("layer 0 .*NOT verified: no tar-split"))' "$W/u/out/unverified.json" >/dev/null ||
+  fail "the report does not say layer 0 is unverified: $(jq -c .errors "$W/u/out/unverified.json")"
+# A tar made from the layer's files (whiteout devices back to .wh. entries) finds what the layout does.
+diff <(jq -r '.findings[] | [.rule_id, .path // .config_field, .mode // "", (.owner.uid // "" | tostring), .deleted] | @tsv' "$W/u/out/oci.json" | sort) \
+     <(jq -r '.findings[] | [.rule_id, .path // .config_field, .mode // "", (.owner.uid // "" | tostring), .deleted] | @tsv' "$W/u/out/unverified.json" | sort) >&2 ||
+  fail "findings of the unverified scan differ"
+[[ $(jq -r '.image.layers[0].diff_id' "$W/u/out/unverified.json") != $(jq -r '.image.layers[0].diff_id' "$W/u/out/oci.json") ]] ||
+  fail "an unverified layer was stored under the config's diffID"
 mv "$W/ts.gz" "$G/overlay-layers/$bottom.tar-split.gz"
 
 note "moat's read lock waits for a podman writer (POSIX lock on layers.lock)"

@@ -8,6 +8,7 @@
 
 #include "storage/digest.h"
 #include "storage/fsutil.h"
+#include "storage/sources/containers_storage/diff_tar.h"
 #include "storage/sources/containers_storage/tar_split.h"
 
 namespace moat::cstorage {
@@ -31,6 +32,18 @@ Result<std::vector<ReadLock>> lock_store(const StoreDb& db) {
   locks.push_back(std::move(i));
   return locks;
 }
+
+// A reader that holds c/storage's read locks as long as it lives.
+class LockedReader : public Reader {
+ public:
+  LockedReader(std::vector<ReadLock> locks, std::unique_ptr<Reader> inner)
+      : locks_(std::move(locks)), inner_(std::move(inner)) {}
+  Result<size_t> read(char* buf, size_t n) override { return inner_->read(buf, n); }
+
+ private:
+  std::vector<ReadLock> locks_;
+  std::unique_ptr<Reader> inner_;
+};
 
 bool file_exists(const std::string& p) {
   struct stat st;
@@ -192,6 +205,13 @@ Result<std::unique_ptr<Reader>> StoreTree::open_layer(size_t i) {
         "scan it again; if it is gone, pull or build it again first");
   if (it->second.incomplete) return Error{label + " is being written by podman (incomplete)"}.with_hint("scan it again when podman is done");
   if (it->second.diff_digest != cl.diff_digest) return Error{label + " changed while moat read the image"};
+  std::string files = db.layer_files(cl.id);
+  if (cl.generated) {
+    Fd dir(::open(files.c_str(), O_RDONLY | O_DIRECTORY | O_CLOEXEC | O_NOFOLLOW));
+    if (!dir.valid()) return sys_error(label + ": open its files " + files);
+    return std::unique_ptr<Reader>(
+        new LockedReader(std::move(locks), std::make_unique<DiffTarReader>(std::move(dir), label, limits_)));
+  }
   std::string ts = db.layers_dir() + "/" + cl.id + ".tar-split.gz";
   Fd gz(::open(ts.c_str(), O_RDONLY | O_CLOEXEC | O_NOFOLLOW));
   if (!gz.valid()) {
@@ -199,7 +219,6 @@ Result<std::unique_ptr<Reader>> StoreTree::open_layer(size_t i) {
     if (e.sys_errno == EACCES) e = std::move(e).with_hint(subid_hint());
     return e;
   }
-  std::string files = db.layer_files(cl.id);
   Fd dir(::open(files.c_str(), O_RDONLY | O_DIRECTORY | O_CLOEXEC | O_NOFOLLOW));
   if (!dir.valid()) {
     Error e = sys_error(label + ": open its files " + files);
@@ -265,12 +284,43 @@ Status bind_layers(ImageDesc& d, StoreTree& t, const Limits& limits) {
     l.stream_is_tar = true;
     l.blob_path = kLayerPrefix + std::to_string(i);
   }
-  if (!unverifiable.empty())
+  if (!unverifiable.empty() && !limits.allow_unverified)
     return Error{"cannot verify " + unverifiable}.with_hint(
         "moat reassembles each layer from its tar-split to check it against the image's diffIDs; re-pull the image "
-        "with podman, or export it (skopeo copy containers-storage:IMAGE oci-archive:image.tar)");
+        "with podman, export it (skopeo copy containers-storage:IMAGE oci-archive:image.tar), or scan it anyway "
+        "with --allow-unverified");
   t.chain_ = std::move(chain);
   d.reference = t.canonical_;
+  // --allow-unverified: each such layer is read once here to learn the digest of
+  // what will be unpacked; moat's store keys the layer by that digest, never by
+  // the config's diffID it could not confirm.
+  for (size_t i = 0; i < t.chain_.size(); ++i) {
+    auto& cl = t.chain_[i];
+    if (!cl.unverifiable) continue;
+    const StoreDb& db = t.stores_[cl.store];
+    if (cl.why == "no tar-split") {
+      if (db.driver == "vfs")
+        return Error{"cannot verify layer " + std::to_string(i) + " (podman layer " + cl.id.substr(0, 12) +
+                     "): no tar-split, and a vfs layer holds its parents' files too, so it cannot be rebuilt from them"}
+            .with_hint("re-pull the image with podman, or export it: skopeo copy containers-storage:IMAGE oci-archive:image.tar");
+      cl.generated = true;
+    }
+    MOAT_ASSIGN_OR_RETURN(auto rd, t.open_layer(i));
+    Sha256 h;
+    std::unique_ptr<char[]> buf(new char[1 << 17]);
+    for (;;) {
+      MOAT_ASSIGN_OR_RETURN(size_t n, rd->read(buf.get(), 1 << 17));
+      if (n == 0) break;
+      h.update(buf.get(), n);
+    }
+    std::string got = h.finish();
+    if (got == d.layers[i].diff_id) continue;  // it does match the config after all
+    d.notes.push_back("layer " + std::to_string(i) + " (podman layer " + cl.id.substr(0, 12) + ") is NOT verified: " +
+                      cl.why + "; scanned as " + (cl.generated ? "a tar made from its files" : "its tar-split") +
+                      " (" + got + "), not checked against the config's diffID " + d.layers[i].diff_id +
+                      " (--allow-unverified)");
+    d.layers[i].diff_id = got;
+  }
   return ok_status();
 }
 

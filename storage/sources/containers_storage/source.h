@@ -54,6 +54,7 @@ class StoreTree : public BlobTree {
     std::string id, diff_digest;
     bool unverifiable = false;
     std::string why;  // why it cannot be verified
+    bool generated = false;  // --allow-unverified without tar-split: a tar made from the files (diff_tar.h)
   };
   Result<std::unique_ptr<Reader>> open_layer(size_t i);
 

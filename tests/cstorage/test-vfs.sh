@@ -23,6 +23,18 @@ jq -e --arg g "$groot" --arg d "$driver" '.image.reference | startswith("contain
   "$W/u/out/cs.json" >/dev/null || fail "reference: $(jq .image.reference "$W/u/out/cs.json")"
 diff <(setuid_paths "$W/u/out/cs.json") <(podman_setuid moat-test/demo:1) >&2 || fail "setuid files differ from podman image mount"
 
+note "moat's user namespace has podman's exact id mapping"
+for m in uid_map gid_map; do
+  want=$(as_user podman unshare cat /proc/self/$m 2>/dev/null | awk '{print $1, $2, $3}')
+  moat_u 0 mount --store "$W/u/s1" moat-test/demo:1 -- cat /proc/self/$m
+  got=$(awk '{print $1, $2, $3}' "$W/out")
+  [[ -n $want && $got == "$want" ]] || fail "$m: moat has [$got], podman unshare has [$want]"
+done
+
+note "without the namespace (MOAT_USERNS_STORE=0) moat says why it cannot read the store"
+rc=0; as_user env MOAT_USERNS_STORE=0 "$W/moat" scan --store "$W/u/s0" moat-test/demo:1 >/dev/null 2>"$W/err" || rc=$?
+[[ $rc -eq 2 ]] && grep -q "subordinate ids" "$W/err" || fail "MOAT_USERNS_STORE=0: rc $rc: $(cat "$W/err")"
+
 note "buildah's image: a committed layer with a setuid binary"
 cp /bin/true "$W/pub/tool"
 chmod 0755 "$W/pub/tool"

@@ -98,6 +98,12 @@ std::string expand_env(const std::string& s) {
   return out;
 }
 
+std::string subid_hint() {
+  return "a rootless podman store belongs to your subordinate ids: moat reads it as root of a user namespace "
+         "with podman's mapping, which needs newuidmap/newgidmap (Debian: apt install uidmap), a range for you in "
+         "/etc/subuid and /etc/subgid, and MOAT_USERNS_STORE not set to 0";
+}
+
 Status apply_storage_conf(const std::string& text, const std::string& file, bool rootless_from_system,
                           StoreLocation& loc) {
   try {

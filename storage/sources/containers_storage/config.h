@@ -44,6 +44,10 @@ struct StoreSpec {
 // The host uid of the calling process (its uid outside any user namespace).
 uint32_t host_uid();
 
+// What to do when a rootless store's files cannot be read (EACCES): the user
+// namespace with podman's mapping is missing.
+std::string subid_hint();
+
 // The store podman would use, with the spec's parts applied over it.
 Result<StoreLocation> find_store(const StoreSpec& spec);
 

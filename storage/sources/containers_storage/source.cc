@@ -17,11 +17,6 @@ namespace {
 
 const char* kLayerPrefix = "cs-layer/";
 
-std::string subid_hint() {
-  return "a rootless podman store belongs to your subordinate ids: moat reads it as root of a user namespace "
-         "with podman's mapping, which needs newuidmap/newgidmap (Debian: apt install uidmap), a range for you in "
-         "/etc/subuid and /etc/subgid, and MOAT_USERNS_STORE not set to 0";
-}
 
 // Read locks on a store's layers.lock then images.lock, as c/storage's readers take them.
 Result<std::vector<ReadLock>> lock_store(const StoreDb& db) {

@@ -9,6 +9,7 @@
 #include <nlohmann/json.hpp>
 
 #include "storage/fsutil.h"
+#include "storage/sources/containers_storage/config.h"
 
 namespace moat::cstorage {
 
@@ -252,9 +253,12 @@ struct TarSplitReader::Impl {
       if (size == 0) continue;  // directories, links, empty files: no content
       if (rel.empty()) return err("tar-split entry \"" + printable(name) + "\" has content but no name");
       auto fd = open_beneath(dir_fd.get(), rel, O_RDONLY | O_NOFOLLOW);
-      if (!fd)
-        return err("entry \"" + printable(name) + "\": " + fd.error().describe() + " in the layer's files")
-            .with_hint("the podman store is damaged or was changed behind podman's back; `podman rmi` the image and pull it again");
+      if (!fd) {
+        Error failed = err("entry \"" + printable(name) + "\": " + fd.error().describe() + " in the layer's files");
+        if (fd.error().sys_errno == EACCES) return std::move(failed).with_hint(subid_hint());
+        return std::move(failed).with_hint(
+            "the podman store is damaged or was changed behind podman's back; `podman rmi` the image and pull it again");
+      }
       struct stat st;
       if (fstat(fd->get(), &st) != 0) return sys_error(label + ": stat entry \"" + printable(name) + "\"");
       if (!S_ISREG(st.st_mode))

@@ -399,7 +399,9 @@ int cmd_prune(const Common& o) {
 int run(int argc, char** argv) {
   CLI::App app{"moat: a rootless container-image scanner.\n\n"
                "IMAGE is TRANSPORT:LOCATION: oci:PATH[:TAG], oci-archive:PATH[:TAG],\n"
-               "docker-archive:PATH[:NAME:TAG|:@INDEX], dir:PATH (an unpacked tree or skopeo's dir: format).\n\n"
+               "docker-archive:PATH[:NAME:TAG|:@INDEX], dir:PATH (an unpacked tree or skopeo's dir: format),\n"
+               "containers-storage:[[DRIVER@]GRAPHROOT[+RUNROOT]]NAME|ID (podman's and buildah's store), or a bare\n"
+               "NAME[:TAG]|ID: the image of that name in your containers-storage.\n\n"
                "Exit status: 0 clean, 1 a finding at or above --fail-on, 2 the scan could not be completed.",
                "moat"};
   app.require_subcommand(1);
@@ -409,6 +411,8 @@ int run(int argc, char** argv) {
       "  MOAT_USERNS_STORE=0|1  with a subuid range, store commands run as root of your user namespace so\n"
       "                         files keep their real owners (default); 0 opts out, 1 insists (docs/mount.md)\n"
       "  NO_COLOR               never colour the table\n"
+      "  CONTAINERS_STORAGE_CONF, XDG_CONFIG_HOME, XDG_DATA_HOME, STORAGE_DRIVER\n"
+      "                         where containers-storage: finds podman's store, as podman does\n"
       "See README.md and docs/ for the store layout, limits and the report format.");
   Common common;
 

@@ -75,13 +75,13 @@ run() {  # run NAME CMD...: time CMD as the user (wall seconds)
 fresh() { as_user podman unshare rm -rf "$T/run/$1" 2>/dev/null; }
 scan=(scan --fail-on none --format json -o /dev/null)
 # One warm-up of each path (page cache, the secret database cached in the store).
-as_user "$T/moat" "${scan[@]}" --store "$T/run/warm" containers-storage:bench/img:1 >/dev/null 2>&1
+as_user "$T/moat" "${scan[@]}" --store "$T/run/warm" containers-storage:localhost/bench/img:1 >/dev/null 2>&1
 as_user "$T/moat" "${scan[@]}" --store "$T/run/layout" "oci:$T/layout:latest" >/dev/null 2>&1
 for i in $(seq "$RUNS"); do
-  fresh a; run A "$T/moat" "${scan[@]}" --store "$T/run/a" containers-storage:bench/img:1
+  fresh a; run A "$T/moat" "${scan[@]}" --store "$T/run/a" containers-storage:localhost/bench/img:1
   fresh b; as_user podman unshare rm -f "$T/run/f.tar" 2>/dev/null
-  run B sh -c "skopeo copy -q containers-storage:bench/img:1 oci-archive:$T/run/f.tar:latest && $T/moat ${scan[*]} --store $T/run/b oci-archive:$T/run/f.tar:latest"
-  run C "$T/moat" "${scan[@]}" --store "$T/run/warm" containers-storage:bench/img:1
+  run B sh -c "skopeo copy -q containers-storage:localhost/bench/img:1 oci-archive:$T/run/f.tar:latest && $T/moat ${scan[*]} --store $T/run/b oci-archive:$T/run/f.tar:latest"
+  run C "$T/moat" "${scan[@]}" --store "$T/run/warm" containers-storage:localhost/bench/img:1
   run D "$T/moat" "${scan[@]}" --store "$T/run/layout" "oci:$T/layout:latest"
 done
 median() { python3 -c "import statistics,sys; print(f'{statistics.median(map(float, sys.argv[1:])):.2f}')" $1; }

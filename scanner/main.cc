@@ -30,6 +30,8 @@
 #include "storage/fsutil.h"
 #include "storage/image.h"
 #include "storage/reference.h"
+#include "storage/sources/registry/client.h"
+#include "storage/sources/registry/source.h"
 #include "storage/store.h"
 
 namespace moat {
@@ -43,6 +45,8 @@ struct Common {
   std::string platform;
   bool quiet = false, verbose = false;
   Limits limits;
+  registry::Options registry;  // docker:// (storage/sources/registry/client.h)
+  std::string tls_verify;      // --tls-verify true|false
 };
 
 void add_common(CLI::App* c, Common& o) {
@@ -62,6 +66,14 @@ void add_pull_options(CLI::App* c, Common& o) {
   c->add_flag("--allow-unverified", o.limits.allow_unverified,
               "containers-storage: scan layers moat cannot check against their diffID (no tar-split, a zstd:chunked "
               "layer without diffID); the report lists them");
+  // docker:// (docs/registries.md)
+  c->add_option("--authfile", o.registry.authfile, "docker://: read credentials from this file only (default: podman's auth.json search)");
+  c->add_option("--creds", o.registry.creds, "docker://: USER[:PASSWORD] for the registry");
+  c->add_option("--tls-verify", o.tls_verify, "docker://: true|false; false skips TLS verification (default true unless registries.conf says insecure)")
+      ->check(CLI::IsMember({"true", "false"}));
+  c->add_option("--cert-dir", o.registry.cert_dir, "docker://: use the CAs (*.crt) and client pair (*.cert, *.key) of DIR instead of certs.d");
+  c->add_option("--registries-conf", o.registry.registries_conf, "docker://: read this registries.conf only");
+  c->add_option("--jobs", o.registry.jobs, "docker://: layers downloaded at once")->capture_default_str()->check(CLI::Range(1, 64));
 }
 
 int report_error(const std::string& image, const Error& e) {
@@ -110,9 +122,12 @@ Result<ImageRecord> pull_image(const std::string& image, const Common& o, Store&
   if (!o.platform.empty()) {
     MOAT_ASSIGN_OR_RETURN(plat, Platform::parse(o.platform));
   }
-  MOAT_ASSIGN_OR_RETURN(auto src, open_image(ref, plat, o.limits));
   Progress progress(isatty(2) && !o.quiet);
+  // A bare name may go on to the registry (storage/image.cc).
+  if (ref.transport == Transport::Docker || ref.bare) registry::use_document_cache(store.root());
+  MOAT_ASSIGN_OR_RETURN(auto src, open_image(ref, plat, o.limits));
   PullOptions po;
+  if (ref.transport == Transport::Docker || ref.bare) po.jobs = o.registry.jobs;
   po.limits = o.limits;
   po.progress = [&](uint64_t n) { progress.bytes(n); };
   po.on_layer = [&](const std::string& s) {
@@ -400,14 +415,17 @@ int run(int argc, char** argv) {
   CLI::App app{"moat: a rootless container-image scanner.\n\n"
                "IMAGE is TRANSPORT:LOCATION: oci:PATH[:TAG], oci-archive:PATH[:TAG],\n"
                "docker-archive:PATH[:NAME:TAG|:@INDEX], dir:PATH (an unpacked tree or skopeo's dir: format),\n"
-               "containers-storage:[[DRIVER@]GRAPHROOT[+RUNROOT]]NAME|ID (podman's and buildah's store), or a bare\n"
-               "NAME[:TAG]|ID: the image of that name in your containers-storage.\n\n"
+               "containers-storage:[[DRIVER@]GRAPHROOT[+RUNROOT]]NAME|ID (podman's and buildah's store),\n"
+               "docker://[HOST[:PORT]/]REPO[:TAG|@DIGEST] (a registry, as podman reads it), or a bare\n"
+               "NAME[:TAG]|ID: the image of that name in your containers-storage, else the registry.\n\n"
                "Exit status: 0 clean, 1 a finding at or above --fail-on, 2 the scan could not be completed.",
                "moat"};
   app.require_subcommand(1);
   app.footer(
       "Environment:\n"
       "  XDG_CACHE_HOME         the default store is $XDG_CACHE_HOME/moat (else ~/.cache/moat)\n"
+      "  REGISTRY_AUTH_FILE     docker://: the only credentials file read (as --authfile)\n"
+      "  CONTAINERS_REGISTRIES_CONF  docker://: the registries.conf to read (as --registries-conf)\n"
       "  MOAT_USERNS_STORE=0|1  with a subuid range, store commands run as root of your user namespace so\n"
       "                         files keep their real owners (default); 0 opts out, 1 insists (docs/mount.md)\n"
       "  NO_COLOR               never colour the table\n"
@@ -507,6 +525,9 @@ int run(int argc, char** argv) {
     return kExitFailed;
   }
 
+  if (!common.tls_verify.empty()) common.registry.tls_verify = common.tls_verify == "true";
+  if (common.verbose) common.registry.log = [](const std::string& s) { std::fprintf(stderr, "moat: %s\n", s.c_str()); };
+  registry::set_default_options(common.registry);
   if (*rules_list) return secrets::rules_list(rules_opts, std::cout, std::cerr);
   if (*rules_check) return secrets::rules_check(rules_opts, std::cout, std::cerr);
   if (*version) {

@@ -9,7 +9,7 @@ PKGS=(
   libtbb-dev libspdlog-dev libcli11-dev
   libgtest-dev libgmock-dev libbenchmark-dev
   libvectorscan-dev libre2-dev libcurl4-openssl-dev libsqlite3-dev
-  libtoml11-dev  # storage.conf (containers-storage: transport)
+  libtoml11-dev  # storage.conf (containers-storage:) and registries.conf (docker://)
   # independent producers of real images and helpers used by the tests
   skopeo umoci podman buildah uidmap fuse-overlayfs debootstrap
   zstd gzip tar python3 python3-jsonschema jq attr libcap2-bin procps util-linux

@@ -8,6 +8,10 @@
 #include "storage/digest.h"
 #include "storage/fsutil.h"
 #include "storage/sources/containers_storage/source.h"
+#include "storage/sources/registry/client.h"
+#include "storage/sources/registry/docker_ref.h"
+#include "storage/sources/registry/registries_conf.h"
+#include "storage/sources/registry/source.h"
 
 namespace moat {
 
@@ -194,14 +198,13 @@ std::string oci_blob_path(const std::string& hex) { return "blobs/sha256/" + hex
 std::string dir_blob_path(const std::string& hex) { return hex; }
 
 // Reads a manifest (following indexes to the wanted platform) and its config.
+// Manifests are read at manifest_path_of(hex) (path_of when null): skopeo's
+// dir: and the registry keep them apart from the other blobs.
 Status load_manifest(ImageDesc& d, BlobTree& tree, Descriptor desc, BlobPath path_of, const Platform& want,
-                     const Limits& limits, bool skopeo_dir_instances) {
+                     const Limits& limits, BlobPath manifest_path_of = nullptr) {
   for (int depth = 0; depth < 4; ++depth) {
     std::string hex = digest_hex(desc.digest);
-    std::string path = path_of(hex);
-    // skopeo's dir: files every instance of a list as <hex>.manifest.json; the
-    // first descriptor seen here is already one (the list itself is manifest.json).
-    if (skopeo_dir_instances) path = hex + ".manifest.json";
+    std::string path = manifest_path_of ? manifest_path_of(hex) : path_of(hex);
     MOAT_ASSIGN_OR_RETURN(std::string bytes, read_verified(tree, path, desc.digest, desc.size, limits, "manifest " + desc.digest));
     MOAT_ASSIGN_OR_RETURN(json doc, parse_json(bytes, "manifest " + desc.digest));
     switch (doc_kind(desc.media_type, doc)) {
@@ -218,6 +221,7 @@ Status load_manifest(ImageDesc& d, BlobTree& tree, Descriptor desc, BlobPath pat
       case DocKind::Manifest: break;
     }
     d.manifest_digest = desc.digest;
+    d.manifest = bytes;
     if (!doc.contains("config")) return Error{"manifest " + desc.digest + " has no config"};
     MOAT_ASSIGN_OR_RETURN(Descriptor cfg, parse_descriptor(doc["config"], "config of manifest " + desc.digest));
     std::vector<Descriptor> layers;
@@ -277,7 +281,7 @@ Status open_oci_layout(ImageDesc& d, BlobTree& tree, const Reference& ref, const
   }
   if (!chosen)
     return Error{"no image tagged \"" + ref.tag + "\" (tags: " + (tags.empty() ? "none" : tags) + ")"};
-  return load_manifest(d, tree, *chosen, oci_blob_path, want, limits, false);
+  return load_manifest(d, tree, *chosen, oci_blob_path, want, limits);
 }
 
 // docker-archive names images "name:tag" in RepoTags, usually fully qualified.
@@ -371,7 +375,9 @@ Status open_skopeo_dir(ImageDesc& d, BlobTree& tree, const Platform& want, const
   DocKind k = doc_kind("", doc);
   if (k == DocKind::Index) {
     MOAT_ASSIGN_OR_RETURN(top, select_platform(doc, want, "manifest list in manifest.json"));
-    return load_manifest(d, tree, top, dir_blob_path, want, limits, true);
+    // skopeo's dir: files every instance of a list as <hex>.manifest.json (the list itself is manifest.json).
+    return load_manifest(d, tree, top, dir_blob_path, want, limits,
+                         [](const std::string& hex) { return hex + ".manifest.json"; });
   }
   // A single manifest: reuse load_manifest by serving manifest.json under its digest.
   struct Alias : BlobTree {
@@ -383,7 +389,7 @@ Status open_skopeo_dir(ImageDesc& d, BlobTree& tree, const Platform& want, const
     Result<std::string> read_small(const std::string& p, size_t m) override { return inner.read_small(map(p), m); }
     Result<std::unique_ptr<Reader>> open(const std::string& p) override { return inner.open(map(p)); }
   } alias(tree, digest_hex(top.digest));
-  return load_manifest(d, alias, top, dir_blob_path, want, limits, false);
+  return load_manifest(d, alias, top, dir_blob_path, want, limits);
 }
 
 }  // namespace
@@ -460,18 +466,48 @@ Result<std::unique_ptr<ImageSource>> open_image(const Reference& ref, const Plat
       // podman's store (storage/sources/containers_storage): documents from the image's big data.
       bool not_found = false;
       auto t = cstorage::open_store_image(ref, limits, &not_found);
-      if (!t && ref.bare && not_found)
-        return std::move(t).error().context(ref.text).with_hint(
-            "not in containers-storage; registry lookup: use docker://" + ref.text +
-            " (or name a file with its transport, e.g. oci:PATH, oci-archive:FILE)");
+      if (!t && ref.bare && not_found) {
+        // A bare name podman's store does not have: the registry, as `podman pull NAME`
+        // finds it (a short name through registries.conf's aliases and unqualified-search-registries).
+        const std::string why = ref.text + ": not in containers-storage; from the registry";
+        std::string target = ref.text;
+        bool had_host = false;
+        if (parse_docker_ref(ref.text, &had_host) && !had_host) {
+          auto conf = registry::load_registries_conf(registry::default_options().registries_conf);
+          if (!conf) return std::move(conf).error().context(why);
+          auto res = registry::resolve_short_name(*conf, ref.text);
+          if (!res) return std::move(res).error().context(why);
+          if (res->ambiguous) return registry::ambiguous_error(ref.text, *res).context(why);
+          target = res->candidates.front().text();
+        }
+        auto reg = parse_reference("docker://" + target);
+        if (!reg) return std::move(reg).error().context(why);
+        auto from_registry = open_image(*reg, platform, limits);
+        if (!from_registry) return std::move(from_registry).error().context(why);
+        return from_registry;
+      }
       if (!t) return std::move(t).error().context(ref.text);
       Descriptor top;
       top.digest = (*t)->manifest_digest();
       top.size = static_cast<int64_t>((*t)->manifest_size());
       cstorage::StoreTree& cs = **t;
       src->tree_ = std::move(t).value();
-      st = load_manifest(d, cs, top, oci_blob_path, want, limits, false);
+      st = load_manifest(d, cs, top, oci_blob_path, want, limits);
       if (st) st = cstorage::bind_layers(d, cs, limits);
+      break;
+    }
+    case Transport::Docker: {
+      // storage/sources/registry/source.h: registries.conf, the tag's manifest, then documents by digest.
+      MOAT_ASSIGN_OR_RETURN(auto reg, registry::open_registry_image(ref, limits));
+      registry::RegistryTree* rt = reg.tree.get();
+      src->tree_ = std::move(reg.tree);
+      Descriptor top;
+      top.digest = reg.top_digest;
+      top.media_type = reg.top_media_type;
+      top.size = reg.top_size;
+      st = load_manifest(d, *src->tree_, top, registry::registry_blob_path, want, limits, registry::registry_manifest_path);
+      if (st)
+        for (const auto& l : d.layers) rt->expect_size(l.blob_path, l.size);
       break;
     }
     default:

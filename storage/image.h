@@ -41,6 +41,7 @@ struct ImageDesc {
   std::string reference;        // canonical reference text
   std::string manifest_digest;  // empty where the transport has no manifest blob
   std::string config_digest;
+  std::string manifest;         // the selected manifest's exact bytes (verified against manifest_digest)
   std::string config;           // the config document's bytes, verified
   std::string platform;         // "os/arch[/variant]" from the config
   std::vector<LayerDesc> layers;

@@ -5,6 +5,8 @@
 #include <climits>
 #include <cstdlib>
 
+#include "storage/sources/registry/docker_ref.h"
+
 namespace moat {
 
 const char* transport_name(Transport t) {
@@ -112,8 +114,16 @@ Result<Reference> parse_reference(const std::string& text) {
     r.text = text;
     return r;
   } else if (t == "docker") {
-    return Error{"transport \"" + t + ":\" is not supported yet"}.with_hint(
-        "export the image first, e.g. `skopeo copy " + text + " oci-archive:image.tar`, then scan oci-archive:image.tar");
+    // docker://[HOST[:PORT]/]REPO[:TAG|@DIGEST]: path is HOST/REPO, tag the tag or the digest.
+    if (rest.rfind("//", 0) != 0)
+      return Error{"\"" + text + "\": a registry reference starts with docker://"}.with_hint(
+          "write docker://[HOST[:PORT]/]REPOSITORY[:TAG|@sha256:DIGEST]");
+    MOAT_ASSIGN_OR_RETURN(DockerRef d, parse_docker_ref(rest.substr(2)));
+    r.transport = Transport::Docker;
+    r.path = d.name();
+    r.tag = d.tag_or_digest();
+    r.text = "docker://" + d.text();
+    return r;
   } else {
     return Error{"unknown transport \"" + t + ":\""}.with_hint(usage_hint);
   }

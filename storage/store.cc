@@ -6,7 +6,9 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include <tbb/global_control.h>
 #include <tbb/parallel_for_each.h>
+#include <tbb/task_arena.h>
 
 #include <algorithm>
 #include <atomic>
@@ -262,7 +264,7 @@ Result<ImageRecord> Store::pull(const ImageSource& src, const PullOptions& opt, 
 
   std::mutex err_mu;
   std::optional<Error> first_error;
-  tbb::parallel_for_each(work.begin(), work.end(), [&](std::unique_ptr<Work>& w) {
+  auto unpack_one = [&](std::unique_ptr<Work>& w) {
     if (cancel.load()) return;
     UnpackOptions uo;
     uo.chown = geteuid() == 0;
@@ -282,7 +284,16 @@ Result<ImageRecord> Store::pull(const ImageSource& src, const PullOptions& opt, 
     if (!r) return fail(std::move(r).error());
     w->result = std::move(r).value();
     if (opt.on_layer) opt.on_layer("unpacked " + layer_name(w->layer) + ", " + human_bytes(w->result.tar_size));
-  });
+  };
+  if (opt.jobs > 0) {
+    // Downloads wait on the network more than on a core: allow more threads than cores.
+    int n = std::max(opt.jobs, static_cast<int>(tbb::this_task_arena::max_concurrency()));
+    tbb::global_control gc(tbb::global_control::max_allowed_parallelism, static_cast<size_t>(n));
+    tbb::task_arena arena(opt.jobs);
+    arena.execute([&] { tbb::parallel_for_each(work.begin(), work.end(), unpack_one); });
+  } else {
+    tbb::parallel_for_each(work.begin(), work.end(), unpack_one);
+  }
   if (first_error) {
     discard_all();
     return *first_error;

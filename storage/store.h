@@ -56,6 +56,7 @@ struct PullOptions {
   Limits limits;
   std::function<void(uint64_t bytes)> progress;           // compressed bytes read, summed by the caller
   std::function<void(const std::string& what)> on_layer;  // a layer was unpacked or reused
+  int jobs = 0;  // layers brought in at once (0: one per core); a registry pull streams several per core
 };
 
 struct PullStats {

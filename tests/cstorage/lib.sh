@@ -50,7 +50,7 @@ chown -R $U: "$W/u"
 
 # as_user CMD...: CMD as moat-subuid with this test's podman world.
 as_user() {
-  (cd "$W" && "$LIB/as-user.sh" $U env XDG_DATA_HOME="$W/u/data" XDG_CONFIG_HOME="$W/u/config" "$@")
+  (cd "$W" && "$LIB/as-user.sh" $U env XDG_DATA_HOME="$W/u/data" XDG_CONFIG_HOME="$W/u/config" ${CS_ENV:-} "$@")
 }
 # user_conf TEXT: the user's storage.conf ($XDG_CONFIG_HOME/containers/storage.conf).
 user_conf() {

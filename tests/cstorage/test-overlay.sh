@@ -36,8 +36,11 @@ id=$(podman_u images -q --no-trunc | head -1 | sed 's/^sha256://')
 moat_u 0 scan --store "$W/u/s1" --fail-on none --format json -o /dev/null "${id:0:10}"
 moat_u 0 image ls --store "$W/u/s1"
 grep -q "containers-storage:\[overlay@$G+.*\]localhost/moat-test/demo:1" "$W/out" || fail "image ls does not name containers-storage: $(cat "$W/out")"
-moat_u 2 scan --store "$W/u/s1" no-such-image:7
-grep -q "not in containers-storage" "$W/err" && grep -q "docker://no-such-image:7" "$W/err" || fail "unknown bare name: $(cat "$W/err")"
+printf 'unqualified-search-registries = []\n' >"$W/empty-registries.conf"
+chmod 0644 "$W/empty-registries.conf"
+CS_ENV="CONTAINERS_REGISTRIES_CONF=$W/empty-registries.conf" moat_u 2 scan --store "$W/u/s1" no-such-image:7
+grep -q "not in containers-storage" "$W/err" && grep -q "no unqualified-search-registries" "$W/err" ||
+  fail "unknown bare name: $(cat "$W/err")"
 
 note "root never reads another user's store"
 rc=0; "$W/moat" scan --store "$W/root.store" "containers-storage:[overlay@$G]moat-test/demo:1" >/dev/null 2>"$W/err" || rc=$?

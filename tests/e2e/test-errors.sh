@@ -2,7 +2,7 @@
 # Error UX: each failure exits 2, prints "moat: error: ..." saying what is
 # wrong and what to do, prints no report on stdout, and leaves nothing in the
 # store (no layer, no record, empty tmp/).
-#  - a reference without a transport, an unknown transport, docker:// (not yet);
+#  - a reference without a transport, an unknown transport, a registry nobody listens on;
 #  - missing files for every transport;
 #  - an OCI layout with several tags and none given (the message lists them),
 #    an unknown tag;
@@ -41,7 +41,7 @@ note "references"
 fails "no transport" "oci:" -- scan --store "$S" "$L"
 fails "no transport|unknown transport" "oci:" -- scan --store "$S" "$L:t"
 fails "unknown transport \"foo:\"" "TRANSPORT:LOCATION" -- scan --store "$S" foo:/bar
-fails "not supported" "skopeo copy" -- scan --store "$S" docker://example.org/img:1
+fails "cannot reach registry 127.0.0.1:1" "check the name and port" -- scan --store "$S" docker://127.0.0.1:1/img:1
 fails "oci:" -- image pull --store "$S" ""
 store_clean
 

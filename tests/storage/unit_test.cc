@@ -105,9 +105,9 @@ TEST(Reference, RefusesMalformedWithHint) {
     auto r = parse_reference(bad);
     EXPECT_FALSE(r.ok()) << bad;
   }
-  auto r = parse_reference("docker://alpine");
+  auto r = parse_reference("docker:alpine");  // skopeo's form is docker://
   ASSERT_FALSE(r.ok());
-  EXPECT_NE(r.error().hint.find("skopeo copy"), std::string::npos);  // says how to get there
+  EXPECT_NE(r.error().hint.find("docker://"), std::string::npos);  // says how to write it
   r = parse_reference("bogus:/x");
   ASSERT_FALSE(r.ok());
   EXPECT_NE(r.error().hint.find("oci-archive:"), std::string::npos);

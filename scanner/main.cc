@@ -139,6 +139,8 @@ Result<ImageRecord> pull_image(const std::string& image, const Common& o, Store&
   if (rec) {
     rec->notes = src->desc().notes;
     for (const auto& n : rec->notes) std::fprintf(stderr, "moat: warning: %s\n", n.c_str());
+    if (o.verbose)
+      for (const auto& n : src->desc().notes_verbose) std::fprintf(stderr, "moat: %s\n", n.c_str());
   }
   if (rec && o.verbose)
     std::fprintf(stderr, "moat: %zu layers unpacked, %zu reused from the store\n", stats.unpacked, stats.reused);

@@ -508,6 +508,13 @@ Result<std::unique_ptr<ImageSource>> open_image(const Reference& ref, const Plat
       st = load_manifest(d, *src->tree_, top, registry::registry_blob_path, want, limits, registry::registry_manifest_path);
       if (st)
         for (const auto& l : d.layers) rt->expect_size(l.blob_path, l.size);
+      // Layers the user's podman store already has are read from there, not downloaded.
+      if (st) {
+        auto local = cstorage::use_local_layers(d, src->tree_, limits);
+        if (local && *local > 0)
+          d.notes_verbose.push_back(std::to_string(*local) + " of " + std::to_string(d.layers.size()) +
+                                    " layers read from the podman store instead of the registry");
+      }
       break;
     }
     default:

@@ -46,6 +46,7 @@ struct ImageDesc {
   std::string platform;         // "os/arch[/variant]" from the config
   std::vector<LayerDesc> layers;
   std::vector<std::string> notes;  // what the report must say about this image (unverified layers)
+  std::vector<std::string> notes_verbose;  // what -v says about how it was brought in
   bool rootfs = false;          // dir: with an unpacked tree (no blobs)
   std::string rootfs_path;
 };

@@ -57,6 +57,18 @@ same_findings "$W/u/out/oci.json" "$W/u/out/reg.json"
 note "in containers-storage: the local image wins"
 podman_u pull -q "oci-archive:$W/pub/demo.tar" >/dev/null
 podman_u tag "$(podman_u images -q | head -1)" moat-test/remote:1
+note "docker:// with the layers in the podman store: read from there, not downloaded"
+before=$(wc -l <"$W/registry.log")
+moat_u 0 scan -v --store "$W/u/s2" --cert-dir "$W/certs" --fail-on none --format json -o "$W/u/out/reg2.json" \
+  "docker://127.0.0.1:$port/moat-test/remote:1"
+same_findings "$W/u/out/oci.json" "$W/u/out/reg2.json"
+grep -q "3 of 3 layers read from the podman store" "$W/err" || fail "layers not taken from the podman store: $(cat "$W/err")"
+for dg in $(jq -r '.image.layers[].digest' "$W/u/out/oci.json"); do
+  head -n "$before" "$W/registry.log" | grep -q "blobs/$dg" || fail "the first pull's download of $dg is not in the registry log"
+  if tail -n +"$((before + 1))" "$W/registry.log" | grep -q "blobs/$dg"; then fail "layer $dg was downloaded"; fi
+done
+tail -n +"$((before + 1))" "$W/registry.log" | grep -q "manifests/1" || fail "the registry saw no manifest request (log format?)"
+
 stop_registry   # nothing may come from the registry now
 moat_u 0 scan --store "$W/u/s1" --cert-dir "$W/certs" --fail-on none --format json -o "$W/u/out/local.json" moat-test/remote:1
 same_findings "$W/u/out/oci.json" "$W/u/out/local.json"

@@ -5,6 +5,7 @@
 #include <unistd.h>
 
 #include <algorithm>
+#include <map>
 
 #include "storage/digest.h"
 #include "storage/fsutil.h"
@@ -317,6 +318,73 @@ Status bind_layers(ImageDesc& d, StoreTree& t, const Limits& limits) {
     d.layers[i].diff_id = got;
   }
   return ok_status();
+}
+
+namespace {
+
+// The registry's tree, with some layers served from the podman store.
+class LocalFirstTree : public BlobTree {
+ public:
+  LocalFirstTree(std::unique_ptr<BlobTree> remote, std::unique_ptr<StoreTree> local)
+      : remote_(std::move(remote)), local_(std::move(local)) {}
+  bool exists(const std::string& p) override { return remote_->exists(p); }
+  Result<std::string> read_small(const std::string& p, size_t m) override { return remote_->read_small(p, m); }
+  Result<std::unique_ptr<Reader>> open(const std::string& p) override {
+    if (p.rfind(kLayerPrefix, 0) == 0) return local_->open(p);
+    return remote_->open(p);
+  }
+
+ private:
+  std::unique_ptr<BlobTree> remote_;
+  std::unique_ptr<StoreTree> local_;
+};
+
+}  // namespace
+
+Result<size_t> use_local_layers(ImageDesc& d, std::unique_ptr<BlobTree>& tree, const Limits& limits) {
+  if (d.layers.empty() || d.rootfs) return size_t{0};
+  auto loc = find_store(StoreSpec{});
+  if (!loc) return size_t{0};
+  struct stat st;
+  if (::stat(loc->graphroot.c_str(), &st) != 0) return size_t{0};
+  if (geteuid() == 0 && host_uid() == 0 && st.st_uid != 0) return size_t{0};  // another user's store
+  auto driver = detect_driver(loc->graphroot, loc->driver);
+  if (!driver) return size_t{0};
+  auto local = std::unique_ptr<StoreTree>(new StoreTree());
+  local->limits_ = limits;
+  {
+    StoreDb probe;
+    probe.graphroot = loc->graphroot;
+    probe.driver = *driver;
+    auto locks = lock_store(probe);
+    if (!locks) return size_t{0};
+    auto db = load_store(loc->graphroot, *driver, false);
+    if (!db) return size_t{0};
+    local->stores_.push_back(std::move(db).value());
+  }
+  const StoreDb& db = local->stores_[0];
+  std::map<std::string, const CsLayer*> by_diff;
+  for (const auto& [id, l] : db.layers)
+    if (!l.incomplete && !l.diff_digest.empty() && !by_diff.count(l.diff_digest)) by_diff[l.diff_digest] = &l;
+  size_t used = 0;
+  for (auto& l : d.layers) {
+    auto it = by_diff.find(l.diff_id);
+    if (it == by_diff.end()) continue;
+    const CsLayer& cl = *it->second;
+    // Only what moat can read here and now (a rootless store outside its namespace may not be).
+    std::string ts = db.layers_dir() + "/" + cl.id + ".tar-split.gz";
+    if (access(ts.c_str(), R_OK) != 0 || access(db.layer_files(cl.id).c_str(), R_OK | X_OK) != 0) continue;
+    local->chain_.push_back(StoreTree::ChainLayer{0, cl.id, cl.diff_digest});
+    l.blob_path = kLayerPrefix + std::to_string(local->chain_.size() - 1);
+    l.compression = Compression::None;
+    l.size = -1;
+    l.stream_is_tar = true;
+    ++used;
+  }
+  if (used == 0) return size_t{0};
+  // images.lock of the store is taken with each layer, as for a containers-storage image.
+  tree = std::make_unique<LocalFirstTree>(std::move(tree), std::move(local));
+  return used;
 }
 
 }  // namespace moat::cstorage

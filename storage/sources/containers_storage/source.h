@@ -49,6 +49,7 @@ class StoreTree : public BlobTree {
  private:
   friend Result<std::unique_ptr<StoreTree>> open_store_image(const Reference&, const Limits&, bool*);
   friend Status bind_layers(ImageDesc&, StoreTree&, const Limits&);
+  friend Result<size_t> use_local_layers(ImageDesc&, std::unique_ptr<BlobTree>&, const Limits&);
   struct ChainLayer {
     size_t store;
     std::string id, diff_digest;
@@ -74,5 +75,12 @@ Result<std::unique_ptr<StoreTree>> open_store_image(const Reference& ref, const 
 // the store's layer chain, checks diff-digests against the config's diffIDs and
 // that each layer has a tar-split, and points blob_path at it.
 Status bind_layers(ImageDesc& d, StoreTree& tree, const Limits& limits);
+
+// A registry pull (docker://, already resolved into `d`): each layer the
+// user's podman store has (same diffID, with a tar-split) is read from there
+// instead of being downloaded, verified against the diffID all the same.
+// `tree` is wrapped so its other paths still reach the registry. Returns how
+// many layers will come from the store; no store, or nothing usable in it, is 0.
+Result<size_t> use_local_layers(ImageDesc& d, std::unique_ptr<BlobTree>& tree, const Limits& limits);
 
 }  // namespace moat::cstorage

@@ -13,6 +13,7 @@ PKGS=(
   # independent producers of real images and helpers used by the tests
   skopeo umoci podman buildah uidmap fuse-overlayfs debootstrap
   zstd gzip tar python3 python3-jsonschema jq attr libcap2-bin procps util-linux
+  docker-registry openssl  # a loopback TLS registry: tests/cstorage/test-bare-names.sh, tests/registry
   rpm db5.3-util  # rpmbuild, rpm --root, db5.3_load for the rpm images (tests/scan/test-rpm.sh)
 )
 

@@ -1,12 +1,20 @@
 // Unit tests of the containers-storage source's pure pieces: storage.conf,
 // images.json/layers.json parsing as hostile input, name resolution, the
 // reference's store spec, big-data file names, tar-split decoding helpers.
+#include <fcntl.h>
 #include <gtest/gtest.h>
+#include <sys/stat.h>
+#include <unistd.h>
+#include <zlib.h>
+
+#include <cstdlib>
+#include <fstream>
 
 #include "storage/reference.h"
 #include "storage/sources/containers_storage/config.h"
 #include "storage/sources/containers_storage/source.h"
 #include "storage/sources/containers_storage/store_db.h"
+#include "storage/fd.h"
 #include "storage/sources/containers_storage/tar_split.h"
 
 namespace moat::cstorage {
@@ -172,6 +180,93 @@ TEST(TarSplit, Helpers) {
   EXPECT_EQ(out, "etc/passwd");
   EXPECT_FALSE(beneath_path("a/../../etc/passwd", out));
   EXPECT_FALSE(beneath_path("..", out));
+}
+
+// A layer directory and a gzip'd tar-split written by the test.
+class TarSplitFixture : public ::testing::Test {
+ protected:
+  void SetUp() override {
+    char tmpl[] = "/tmp/moat-cs-unit.XXXXXX";
+    ASSERT_NE(mkdtemp(tmpl), nullptr);
+    dir_ = tmpl;
+    ASSERT_EQ(mkdir((dir_ + "/layer").c_str(), 0755), 0);
+    ASSERT_EQ(mkdir((dir_ + "/layer/etc").c_str(), 0755), 0);
+    std::ofstream(dir_ + "/layer/etc/hello") << "hello";
+  }
+  void TearDown() override { std::system(("rm -rf " + dir_).c_str()); }
+  void write_split(const std::string& lines) {
+    gzFile g = gzopen((dir_ + "/ts.gz").c_str(), "wb");
+    gzwrite(g, lines.data(), static_cast<unsigned>(lines.size()));
+    gzclose(g);
+  }
+  Result<std::string> reassemble() {
+    Fd gz(::open((dir_ + "/ts.gz").c_str(), O_RDONLY | O_CLOEXEC));
+    Fd d(::open((dir_ + "/layer").c_str(), O_RDONLY | O_DIRECTORY | O_CLOEXEC));
+    TarSplitReader r(std::move(gz), std::move(d), "podman layer test", {});
+    std::string out;
+    char buf[3];  // tiny reads cross every boundary
+    for (;;) {
+      auto n = r.read(buf, sizeof buf);
+      if (!n) return std::move(n).error();
+      if (*n == 0) return out;
+      out.append(buf, *n);
+    }
+  }
+  static std::string crc_b64(const std::string& data) {
+    uint64_t c = crc64_iso(0, data.data(), data.size());
+    std::string raw;
+    for (int i = 7; i >= 0; --i) raw += static_cast<char>((c >> (i * 8)) & 0xff);
+    static const char* t = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
+    std::string out;
+    for (size_t i = 0; i < raw.size(); i += 3) {
+      uint32_t v = uint8_t(raw[i]) << 16;
+      if (i + 1 < raw.size()) v |= uint8_t(raw[i + 1]) << 8;
+      if (i + 2 < raw.size()) v |= uint8_t(raw[i + 2]);
+      out += t[v >> 18];
+      out += t[(v >> 12) & 63];
+      out += i + 1 < raw.size() ? t[(v >> 6) & 63] : '=';
+      out += i + 2 < raw.size() ? t[v & 63] : '=';
+    }
+    return out;
+  }
+  std::string dir_;
+};
+
+TEST_F(TarSplitFixture, ReassemblesSegmentsAndFiles) {
+  // "SERS" = base64("HDR"), "UEFE" = base64("PAD")
+  write_split(R"({"type":2,"payload":"SERS","position":0})" "\n"
+              R"({"type":1,"name":"./etc/","payload":null,"position":1})" "\n"
+              R"({"type":1,"name":"./etc/hello","size":5,"payload":")" + crc_b64("hello") + R"(","position":2})" "\n"
+              R"({"type":2,"payload":"UEFE","position":3})" "\n");
+  auto r = reassemble();
+  ASSERT_TRUE(r.ok()) << r.error().message;
+  EXPECT_EQ(*r, "HDRhelloPAD");
+}
+
+TEST_F(TarSplitFixture, RefusesEditedEscapingAndOddEntries) {
+  std::string crc = crc_b64("hellp");  // recorded content differs from the file
+  write_split(R"({"type":1,"name":"etc/hello","size":5,"payload":")" + crc + R"("})" "\n");
+  auto r = reassemble();
+  ASSERT_FALSE(r.ok());
+  EXPECT_NE(r.error().message.find("podman layer test"), std::string::npos);
+  EXPECT_NE(r.error().message.find("etc/hello"), std::string::npos);
+  for (const std::string& line : std::vector<std::string>{
+           R"({"type":1,"name":"../../etc/passwd","size":5,"payload":null})",  // outside the layer
+           R"({"type":1,"name":"etc/hello","size":6,"payload":null})",         // size differs from the file
+           R"({"type":1,"name":"etc","size":5,"payload":null})",               // not a regular file
+           R"({"type":1,"name":"etc/missing","size":5,"payload":null})",
+           R"({"type":1,"name":"etc/hello","size":-5})",
+           R"({"type":2,"payload":"not base64!"})",
+           R"({"type":7})",
+           R"(not json)"}) {
+    write_split(line + "\n");
+    EXPECT_FALSE(reassemble().ok()) << line;
+  }
+  symlink("/etc/hostname", (dir_ + "/layer/link").c_str());
+  write_split(R"({"type":1,"name":"link","size":5,"payload":null})" "\n");
+  EXPECT_FALSE(reassemble().ok());  // a symlink is never followed
+  std::ofstream(dir_ + "/ts.gz") << "not gzip";
+  EXPECT_FALSE(reassemble().ok());
 }
 
 }  // namespace

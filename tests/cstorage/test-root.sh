@@ -75,6 +75,32 @@ expect2 scan --store "$R/s5" containers-storage:moat-test/demo:1
 grep -q "not 64 hex digits" "$W/err" || fail "bad id not refused: $(cat "$W/err")"
 cp -p "$W/images.orig" "$G/overlay-images/images.json"
 
+note "a layer without diff-digest (as zstd:chunked partial pulls leave it)"
+cp -p "$G/overlay-layers/layers.json" "$W/layers.orig"
+jq --arg id "$top" 'map(if .id == $id then del(.["diff-digest"]) else . end)' "$W/layers.orig" >"$G/overlay-layers/layers.json"
+expect2 scan --store "$R/s7" containers-storage:moat-test/demo:1
+grep -q "no diff-digest" "$W/err" || fail "a layer without diff-digest was not refused: $(cat "$W/err")"
+# --allow-unverified: its tar-split still reassembles to the config's diffID, so it is verified after all.
+m scan --store "$R/s7" --allow-unverified --fail-on none --format json -o "$R/nodd.json" containers-storage:moat-test/demo:1 ||
+  { cat "$W/err" >&2; fail "--allow-unverified scan failed"; }
+same_findings "$R/oci.json" "$R/nodd.json"
+! grep -q "NOT verified" "$W/err" || fail "a layer that matched its diffID was called unverified"
+cp -p "$W/layers.orig" "$G/overlay-layers/layers.json"
+
+note "additionalimagestores: the image in a read-only store listed by storage.conf"
+cat >"$R/storage2.conf" <<CONF
+[storage]
+driver = "overlay"
+graphroot = "$R/graph2"
+runroot = "$R/run2"
+[storage.options]
+additionalimagestores = ["$G"]
+CONF
+mkdir -p "$R/graph2/overlay-images" "$R/graph2/overlay-layers"
+CONTAINERS_STORAGE_CONF=$R/storage2.conf m scan --store "$R/s8" --fail-on none --format json -o "$R/add.json" moat-test/demo:1 ||
+  { cat "$W/err" >&2; fail "scan from an additional image store failed"; }
+same_findings "$R/oci.json" "$R/add.json"
+
 note "an image named by a store spec, and the store back intact"
 m scan --store "$R/s6" --fail-on none --format json -o "$R/cs2.json" "containers-storage:[overlay@$G+$R/run]moat-test/demo:1" ||
   { cat "$W/err" >&2; fail "scan with a store spec failed"; }

@@ -31,8 +31,10 @@ U=moat-subuid
 cleanup() {
   # podman's files under $W belong to the user's subordinate ids: remove them from its namespace.
   if [[ -d $W/u ]]; then
-    "$LIB/as-user.sh" $U env XDG_DATA_HOME="$W/u/data" XDG_CONFIG_HOME="$W/u/config" \
-      podman unshare rm -rf "$W/u" >/dev/null 2>&1 || true
+    "$LIB/as-user.sh" $U env XDG_DATA_HOME="$W/u/data" XDG_CONFIG_HOME="$W/u/config" XDG_RUNTIME_DIR="$W/u/xdg" \
+      podman unshare find "$W/u" -mindepth 1 -maxdepth 1 ! -name xdg -exec rm -rf {} + >/dev/null 2>&1 || true
+    # rootless podman's pause process (one per XDG_RUNTIME_DIR: this test's own) ends by its pid.
+    [[ -f $W/u/xdg/libpod/tmp/pause.pid ]] && kill "$(cat "$W/u/xdg/libpod/tmp/pause.pid")" 2>/dev/null || true
   fi
   chmod -R u+rwx "$W" 2>/dev/null || true
   rm -rf "$W"
@@ -45,12 +47,14 @@ skopeo copy -q "oci:$W/pub/demo:latest" "oci-archive:$W/pub/demo.tar:latest"
 chmod -R a+rX "$W/pub"
 mkdir -m 0755 "$W/u"
 chown $U: "$W/u"
-mkdir -p "$W/u/config/containers" "$W/u/data" "$W/u/out"
+mkdir -p "$W/u/config/containers" "$W/u/data" "$W/u/out" "$W/u/xdg"
 chown -R $U: "$W/u"
+chmod 0700 "$W/u/xdg"
 
 # as_user CMD...: CMD as moat-subuid with this test's podman world.
 as_user() {
-  (cd "$W" && "$LIB/as-user.sh" $U env XDG_DATA_HOME="$W/u/data" XDG_CONFIG_HOME="$W/u/config" ${CS_ENV:-} "$@")
+  (cd "$W" && "$LIB/as-user.sh" $U env XDG_DATA_HOME="$W/u/data" XDG_CONFIG_HOME="$W/u/config" \
+    XDG_RUNTIME_DIR="$W/u/xdg" ${CS_ENV:-} "$@")
 }
 # user_conf TEXT: the user's storage.conf ($XDG_CONFIG_HOME/containers/storage.conf).
 user_conf() {

@@ -5,6 +5,7 @@
 // finding at or above --fail-on; 1 at least one such finding; 2 the scan could
 // not be completed (usage error, bad reference, damaged or tampered image,
 // limit exceeded). A failed scan never exits 0 or 1.
+#include <cerrno>
 #include <fcntl.h>
 #include <sys/stat.h>
 #include <unistd.h>
@@ -17,15 +18,17 @@
 #include <mutex>
 #include <nlohmann/json.hpp>
 
-#include "scanner/mount_cmd.h"
-#include "scanner/namespace.h"
+#include "scanner/session/mount_cmd.h"
+#include "scanner/session/namespace.h"
 #include "rules/secrets/cli.h"
-#include "scanner/checks.h"
-#include "scanner/ignore.h"
-#include "scanner/report.h"
-#include "scanner/sarif.h"
-#include "scanner/scan.h"
-#include "scanner/secret_scan.h"
+#include "scanner/checks/checks.h"
+#include "scanner/report/ignore.h"
+#include "scanner/report/report.h"
+#include "scanner/report/sarif.h"
+#include "scanner/checks/scan.h"
+#include "scanner/checks/secret_scan.h"
+#include "rules/secrets/database.h"
+#include "scanner/session/inplace.h"
 #include "storage/fd.h"
 #include "storage/fsutil.h"
 #include "storage/image.h"
@@ -33,6 +36,7 @@
 #include "storage/sources/registry/client.h"
 #include "storage/sources/registry/source.h"
 #include "storage/store.h"
+#include "storage/unpack.h"
 
 namespace moat {
 namespace {
@@ -79,6 +83,9 @@ void add_pull_options(CLI::App* c, Common& o) {
 int report_error(const std::string& image, const Error& e) {
   std::fprintf(stderr, "moat: error: %s%s\n", image.empty() ? "" : (image + ": ").c_str(), e.describe().c_str());
   if (!e.hint.empty()) std::fprintf(stderr, "moat: hint: %s\n", e.hint.c_str());
+  else if (e.sys_errno == ENOSPC || e.sys_errno == EDQUOT)  // what was written has been removed (store.h)
+    std::fprintf(stderr, "moat: hint: the disk (or quota) of the store or the output is full: free space, "
+                         "remove unused layers with `moat image prune`, or use --store DIR on a larger disk\n");
   return kExitFailed;
 }
 
@@ -143,7 +150,8 @@ Result<ImageRecord> pull_image(const std::string& image, const Common& o, Store&
       for (const auto& n : src->desc().notes_verbose) std::fprintf(stderr, "moat: %s\n", n.c_str());
   }
   if (rec && o.verbose)
-    std::fprintf(stderr, "moat: %zu layers unpacked, %zu reused from the store\n", stats.unpacked, stats.reused);
+    std::fprintf(stderr, "moat: %zu layers unpacked, %zu reused from the store (gzip: %s)\n", stats.unpacked,
+                 stats.reused, gzip_inflater().c_str());
   return rec;
 }
 
@@ -247,7 +255,10 @@ int cmd_scan(const ScanArgs& a, const Common& o) {
 
   auto store = Store::open(o.store, Store::Lock::Shared);
   if (!store) return report_error("", store.error());
-  auto rec = pull_image(a.image, o, *store);
+  // dir: of an unpacked tree is scanned where it is (scanner/session/inplace.h).
+  auto inplace = in_place_target(a.image, o.limits);
+  if (!inplace) return report_error(a.image, inplace.error());
+  auto rec = *inplace ? Result<ImageRecord>((*inplace)->record) : pull_image(a.image, o, *store);
   if (!rec) return report_error("", rec.error());
   Report r;
   r.reference = rec->names.empty() ? a.image : parse_reference(a.image).ok() ? parse_reference(a.image)->text : a.image;
@@ -257,7 +268,8 @@ int cmd_scan(const ScanArgs& a, const Common& o) {
   r.image = *rec;
   r.errors = rec->notes;  // unverified layers (--allow-unverified)
   r.scan.rootless = geteuid() != 0 || in_moat_userns();
-  auto mounted = run_scan_mount(*store, *rec, a.mount_mode, o.quiet, o.verbose);  // scanner/mount_cmd.h
+  auto mounted = *inplace ? in_place_mount(**inplace)
+                          : run_scan_mount(*store, *rec, a.mount_mode, o.quiet, o.verbose);  // scanner/session/mount_cmd.h
   if (!mounted) return report_error(a.image, mounted.error());
   r.scan.mode = mounted->mode;
   r.scan.id_mapping = mounted->id_mapping;
@@ -272,6 +284,7 @@ int cmd_scan(const ScanArgs& a, const Common& o) {
   if (!make_dirs(sopt.cache_dir, 0700).ok()) sopt.cache_dir.clear();  // no cache: compile each time
   auto scanner = secrets::SecretScanner::create(std::move(rules).value(), sopt);
   if (!scanner) return report_error("", scanner.error());
+  if (o.verbose) std::fprintf(stderr, "moat: secret rules: %s\n", (*scanner)->database_note().c_str());
   std::vector<Finding> config_secrets;
   if (secrets_on) {
     auto cs = config_secret_findings(*rec, **scanner);
@@ -298,12 +311,14 @@ int cmd_scan(const ScanArgs& a, const Common& o) {
   const bool tty = isatty(2) && !o.quiet && !o.verbose;  // -v prints its own lines
   if (tty) copt.phase = [](const std::string& what) { std::fprintf(stderr, "\r\033[Kmoat: %s ...", what.c_str()); };
   if (secrets_on) copt.secrets = scanner->get();
+  if (*inplace) copt.in_place_index = &(*inplace)->index;
   auto run = run_checks(*store, shown, *mounted, view, *pol, copt);
   if (tty) std::fprintf(stderr, "\r\033[K");
   if (!run) return report_error(a.image, run.error());
   for (auto& f : config_secrets) run->findings.push_back(std::move(f));
   mounted = Error{"ended"};  // the namespace is no longer needed
   for (auto& e : run->errors) r.errors.push_back(std::move(e));
+  if (*inplace) r.errors.insert(r.errors.end(), (*inplace)->errors.begin(), (*inplace)->errors.end());
 
   IgnoreOutcome ign = apply_ignores(std::move(run->findings), ignores, today_utc());
   for (const auto& e : ign.expired)
@@ -474,7 +489,7 @@ int run(int argc, char** argv) {
   auto* prune = img->add_subcommand("prune", "Remove layers no image uses and leftovers of interrupted pulls");
   add_common(prune, common);
 
-  MountCmdOptions mount_opts;  // scanner/mount_cmd.h
+  MountCmdOptions mount_opts;  // scanner/session/mount_cmd.h
   auto* mnt = app.add_subcommand("mount", "Mount an image read-only in a user namespace and run CMD (default $SHELL) "
                                           "with the merged tree as its working directory");
   mnt->add_option("IMAGE", image, "The image to mount (pulled if missing); then -- CMD [ARG...]")->required();
@@ -498,6 +513,9 @@ int run(int argc, char** argv) {
   add_rules_opts(rules_check);
 
   auto* version = app.add_subcommand("version", "Print the version");
+  bool version_verbose = false;
+  version->add_flag("-v,--verbose", version_verbose,
+                    "Also print build choices: the gzip inflater and the shipped secret rule database");
 
   // `moat mount IMAGE -- CMD...`: CMD is split off before CLI11 sees it (CLI11
   // would rewrite an argument like "[ -f x ]"), so it reaches the command byte for byte.
@@ -534,6 +552,9 @@ int run(int argc, char** argv) {
   if (*rules_check) return secrets::rules_check(rules_opts, std::cout, std::cerr);
   if (*version) {
     std::printf("moat %s\n", MOAT_VERSION);
+    if (version_verbose)
+      std::printf("gzip layers: %s\nVectorscan: %s\nsecret rule database: %s\n", gzip_inflater().c_str(), hs_version(),
+                  secrets::shipped_database_status().c_str());
     return kExitClean;
   }
   if (*scan) return cmd_scan(sa, common);
@@ -557,10 +578,13 @@ int run(int argc, char** argv) {
 
 int main(int argc, char** argv) {
   umask(077);
-  // The namespace helper (scanner/namespace.h): a fresh process, before any thread exists.
+  // The namespace helper (scanner/session/namespace.h): a fresh process, before any thread exists.
   if (argc > 1 && std::string(argv[1]) == moat::kSessionArg) return moat::session_helper_main(argc, argv);
   // With a subuid range (unless MOAT_USERNS_STORE=0), the whole command runs as root of the subuid user namespace (true owners on disk).
-  if (auto rc = moat::maybe_reexec_in_userns(argc, argv)) return *rc;
+  // Not for an in-place scan of an unpacked tree: it reports the tree's owners
+  // as the host sees them, which the namespace would show as nobody.
+  if (!moat::is_in_place_scan(argc, argv))
+    if (auto rc = moat::maybe_reexec_in_userns(argc, argv)) return *rc;
   try {
     return moat::run(argc, argv);
   } catch (const std::exception& e) {

@@ -9,6 +9,7 @@ PKGS=(
   libtbb-dev libspdlog-dev libcli11-dev
   libgtest-dev libgmock-dev libbenchmark-dev
   libvectorscan-dev libre2-dev libcurl4-openssl-dev libsqlite3-dev
+  libisal-dev  # ISA-L igzip: fast gzip layer inflate (storage/unpack.cc); zlib without it
   libtoml11-dev  # storage.conf (containers-storage:) and registries.conf (docker://)
   # independent producers of real images and helpers used by the tests
   skopeo umoci podman buildah uidmap fuse-overlayfs debootstrap

@@ -422,45 +422,29 @@ Platform host_platform() {
 }
 
 Result<std::unique_ptr<ImageSource>> open_image(const Reference& ref, const Platform& platform, const Limits& limits) {
-  auto src = std::unique_ptr<ImageSource>(new ImageSource());
-  ImageDesc& d = src->desc_;
-  d.reference = ref.text;
-  Platform want = platform;
-  if (want.arch.empty()) want = host_platform();
-  Status st;
   switch (ref.transport) {
     case Transport::OciLayout: {
       MOAT_ASSIGN_OR_RETURN(auto t, DirTree::open_dir(ref.path));
-      src->tree_ = std::move(t);
-      st = open_oci_layout(d, *src->tree_, ref, want, limits);
-      break;
+      return open_image_tree(std::move(t), ref, platform, limits);
     }
-    case Transport::OciArchive: {
-      MOAT_ASSIGN_OR_RETURN(auto t, TarTree::open_archive(ref.path, limits));
-      src->tree_ = std::move(t);
-      st = open_oci_layout(d, *src->tree_, ref, want, limits);
-      break;
-    }
+    case Transport::OciArchive:
     case Transport::DockerArchive: {
       MOAT_ASSIGN_OR_RETURN(auto t, TarTree::open_archive(ref.path, limits));
-      src->tree_ = std::move(t);
-      st = open_docker_archive(d, *src->tree_, ref, limits);
-      break;
+      return open_image_tree(std::move(t), ref, platform, limits);
     }
     case Transport::Dir: {
       MOAT_ASSIGN_OR_RETURN(auto t, DirTree::open_dir(ref.path));
-      if (t->exists("version") && t->exists("manifest.json")) {
-        src->tree_ = std::move(t);
-        st = open_skopeo_dir(d, *src->tree_, want, limits);
-      } else {
-        // An unpacked root filesystem: one layer, brought in by walking it (see unpack.h).
-        d.rootfs = true;
-        d.rootfs_path = ref.path;
-        d.platform = "";
-        d.layers.resize(1);
-        d.layers[0].created_by = "dir:" + ref.path;
-      }
-      break;
+      if (t->exists("version") && t->exists("manifest.json")) return open_image_tree(std::move(t), ref, platform, limits);
+      // An unpacked root filesystem: one layer, brought in by walking it (see unpack.h).
+      auto src = std::unique_ptr<ImageSource>(new ImageSource());
+      ImageDesc& d = src->desc_;
+      d.reference = ref.text;
+      d.rootfs = true;
+      d.rootfs_path = ref.path;
+      d.platform = "";
+      d.layers.resize(1);
+      d.layers[0].created_by = "dir:" + ref.path;
+      return src;
     }
     case Transport::ContainersStorage: {
       // podman's store (storage/sources/containers_storage): documents from the image's big data.
@@ -487,38 +471,66 @@ Result<std::unique_ptr<ImageSource>> open_image(const Reference& ref, const Plat
         return from_registry;
       }
       if (!t) return std::move(t).error().context(ref.text);
+      auto src = std::unique_ptr<ImageSource>(new ImageSource());
+      ImageDesc& d = src->desc_;
+      d.reference = ref.text;
+      Platform want = platform;
+      if (want.arch.empty()) want = host_platform();
       Descriptor top;
       top.digest = (*t)->manifest_digest();
       top.size = static_cast<int64_t>((*t)->manifest_size());
       cstorage::StoreTree& cs = **t;
       src->tree_ = std::move(t).value();
-      st = load_manifest(d, cs, top, oci_blob_path, want, limits);
+      Status st = load_manifest(d, cs, top, oci_blob_path, want, limits);
       if (st) st = cstorage::bind_layers(d, cs, limits);
-      break;
+      if (!st) return std::move(st).error().context(ref.text);
+      return src;
     }
     case Transport::Docker: {
       // storage/sources/registry/source.h: registries.conf, the tag's manifest, then documents by digest.
       MOAT_ASSIGN_OR_RETURN(auto reg, registry::open_registry_image(ref, limits));
       registry::RegistryTree* rt = reg.tree.get();
+      auto src = std::unique_ptr<ImageSource>(new ImageSource());
+      ImageDesc& d = src->desc_;
+      d.reference = ref.text;
+      Platform want = platform;
+      if (want.arch.empty()) want = host_platform();
       src->tree_ = std::move(reg.tree);
       Descriptor top;
       top.digest = reg.top_digest;
       top.media_type = reg.top_media_type;
       top.size = reg.top_size;
-      st = load_manifest(d, *src->tree_, top, registry::registry_blob_path, want, limits, registry::registry_manifest_path);
-      if (st)
-        for (const auto& l : d.layers) rt->expect_size(l.blob_path, l.size);
+      Status st = load_manifest(d, *src->tree_, top, registry::registry_blob_path, want, limits,
+                                registry::registry_manifest_path);
+      if (!st) return std::move(st).error().context(ref.text);
+      for (const auto& l : d.layers) rt->expect_size(l.blob_path, l.size);
       // Layers the user's podman store already has are read from there, not downloaded.
-      if (st) {
-        auto local = cstorage::use_local_layers(d, src->tree_, limits);
-        if (local && *local > 0)
-          d.notes_verbose.push_back(std::to_string(*local) + " of " + std::to_string(d.layers.size()) +
-                                    " layers read from the podman store instead of the registry");
-      }
-      break;
+      auto local = cstorage::use_local_layers(d, src->tree_, limits);
+      if (local && *local > 0)
+        d.notes_verbose.push_back(std::to_string(*local) + " of " + std::to_string(d.layers.size()) +
+                                  " layers read from the podman store instead of the registry");
+      return src;
     }
     default:
       return Error{"transport not supported"};
+  }
+}
+
+Result<std::unique_ptr<ImageSource>> open_image_tree(std::unique_ptr<BlobTree> tree, const Reference& ref,
+                                                     const Platform& platform, const Limits& limits) {
+  auto src = std::unique_ptr<ImageSource>(new ImageSource());
+  ImageDesc& d = src->desc_;
+  d.reference = ref.text;
+  Platform want = platform;
+  if (want.arch.empty()) want = host_platform();
+  src->tree_ = std::move(tree);
+  Status st;
+  switch (ref.transport) {
+    case Transport::OciLayout:
+    case Transport::OciArchive: st = open_oci_layout(d, *src->tree_, ref, want, limits); break;
+    case Transport::DockerArchive: st = open_docker_archive(d, *src->tree_, ref, limits); break;
+    case Transport::Dir: st = open_skopeo_dir(d, *src->tree_, want, limits); break;
+    default: return Error{"transport not supported"};
   }
   if (!st) return std::move(st).error().context(ref.text);
   return src;

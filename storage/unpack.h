@@ -36,6 +36,9 @@
 
 namespace moat {
 
+// What inflates gzip layers in this build: "ISA-L igzip 2.30.0" or "zlib 1.2.13".
+std::string gzip_inflater();
+
 struct UnpackOptions {
   bool chown = false;  // try to give files their real owners (root, or a full id mapping)
   Limits limits;

@@ -1,6 +1,7 @@
 // The two-stage secret engine. See engine.h for the design and what was rejected.
 #include "rules/secrets/engine.h"
 
+#include "rules/secrets/database.h"
 #include "storage/fd.h"
 
 #include <hs/hs.h>
@@ -17,6 +18,7 @@
 #include <cmath>
 #include <cctype>
 #include <cstring>
+#include <iterator>
 #include <mutex>
 #include <utility>
 
@@ -47,7 +49,7 @@ struct Span {
 // allocations would otherwise cost more than the matching.
 struct ThreadState {
   hs_scratch_t* scratch = nullptr;
-  hs_stream_t* stream = nullptr;
+  std::vector<hs_stream_t*> streams;  // one per database part; empty if one could not be opened
   std::vector<char> buf;
   std::vector<Span> spans;
   std::vector<int> open;
@@ -57,7 +59,7 @@ struct ThreadState {
   ThreadState() = default;
   ThreadState(ThreadState&& o) noexcept
       : scratch(std::exchange(o.scratch, nullptr)),
-        stream(std::exchange(o.stream, nullptr)),
+        streams(std::move(o.streams)),
         buf(std::move(o.buf)),
         spans(std::move(o.spans)),
         open(std::move(o.open)),
@@ -66,7 +68,7 @@ struct ThreadState {
   ThreadState(const ThreadState&) = delete;
   ThreadState& operator=(const ThreadState&) = delete;
   ~ThreadState() {
-    if (stream) hs_close_stream(stream, nullptr, nullptr, nullptr);
+    for (hs_stream_t* st : streams) hs_close_stream(st, nullptr, nullptr, nullptr);
     if (scratch) hs_free_scratch(scratch);
   }
 };
@@ -163,13 +165,21 @@ bool contains_keyword(std::string_view hay, const std::vector<std::string>& kws)
 struct SecretScanner::Impl {
   RuleSet set;
   std::vector<CompiledRule> rules;
-  hs_database_t* db = nullptr;
-  hs_scratch_t* proto = nullptr;  // cloned once per thread
+  CompiledRules dbs;
+  hs_scratch_t* proto = nullptr;  // cloned once per thread; large enough for every part
   mutable tbb::enumerable_thread_specific<ThreadState> threads{[this] {
     // On failure the thread's state stays empty and its scans report ENOMEM.
     ThreadState ts;
     if (hs_clone_scratch(proto, &ts.scratch) != HS_SUCCESS) ts.scratch = nullptr;
-    if (hs_open_stream(db, 0, &ts.stream) != HS_SUCCESS) ts.stream = nullptr;
+    for (const DbPart& part : dbs.parts) {
+      hs_stream_t* st = nullptr;
+      if (hs_open_stream(part.db, 0, &st) != HS_SUCCESS) {
+        for (hs_stream_t* o : ts.streams) hs_close_stream(o, nullptr, nullptr, nullptr);
+        ts.streams.clear();
+        break;
+      }
+      ts.streams.push_back(st);
+    }
     return ts;
   }};
   size_t max_width = 0;
@@ -189,8 +199,7 @@ struct SecretScanner::Impl {
   ~Impl() {
     threads.clear();  // streams and scratch before the database they were made for
     if (proto) hs_free_scratch(proto);
-    if (db) hs_free_database(db);
-  }
+  }  // dbs frees the databases
 };
 
 namespace {
@@ -200,6 +209,7 @@ struct Found {
   uint64_t offset;
   uint32_t length;
   std::string redacted, fingerprint;
+  uint32_t context = 0;  // bytes of the whole match: how much the rule saw around the secret
 };
 
 // The state of one scan: a Vectorscan stream, candidate spans, and the
@@ -211,7 +221,7 @@ class Scan {
       : im_(im),
         scratch_(ts.scratch),
         sink_(sink),
-        stream_(ts.stream),
+        streams_(ts.streams),
         ts_(ts),
         spans_(ts.spans),
         open_(ts.open),
@@ -223,7 +233,8 @@ class Scan {
   }
   ~Scan() {
     // An unfinished scan (error or sink stop) leaves the stream clean for the next file.
-    if (stream_) hs_reset_stream(stream_, 0, nullptr, nullptr, nullptr);
+    if (!finished_)
+      for (hs_stream_t* st : streams_) hs_reset_stream(st, 0, nullptr, nullptr, nullptr);
     ts_.busy = false;
   }
 
@@ -234,17 +245,16 @@ class Scan {
     size_t n = len - new_off;
     if (!stats.binary && std::memchr(fresh, '\0', n)) stats.binary = true;
     if (stats.binary) to_printable_runs(fresh, n);
-    if (hs_scan_stream(stream_, fresh, static_cast<unsigned>(n), 0, scratch_, &Scan::on_match, this) != HS_SUCCESS)
-      return Error{"Vectorscan stream scan failed", 0, {}};
+    MOAT_TRY(scan_parts(fresh, n));
     stats.bytes += n;
     confirm(text, len, text_abs, /*eof=*/false);
+    find_block_end(text, text_abs, text_abs + len);  // before these bytes leave the carry
     return ok_status();
   }
 
   // Same as feed() for a read-only buffer already known to hold no NUL byte.
   Status feed_text(const char* text, size_t len) {
-    if (hs_scan_stream(stream_, text, static_cast<unsigned>(len), 0, scratch_, &Scan::on_match, this) != HS_SUCCESS)
-      return Error{"Vectorscan stream scan failed", 0, {}};
+    MOAT_TRY(scan_parts(text, len));
     stats.bytes += len;
     return ok_status();
   }
@@ -252,11 +262,21 @@ class Scan {
   // End of input: Vectorscan reports matches anchored at the end ($), then
   // every pending span is confirmed on what is left in `text`.
   void finish(const char* text, size_t len, uint64_t text_abs) {
-    if (stream_) {
-      hs_reset_stream(stream_, 0, scratch_, &Scan::on_match, this);  // reports end-anchored matches
-      stream_ = nullptr;
+    if (!finished_) {
+      finished_ = true;
+      for (part_ = 0; part_ < streams_.size(); ++part_)  // reports end-anchored matches
+        hs_reset_stream(streams_[part_], 0, scratch_, &Scan::on_match, this);
     }
     confirm(text, len, text_abs, /*eof=*/true);
+  }
+
+  // Each database part over the same bytes (usually one; two with user rules).
+  Status scan_parts(const char* p, size_t n) {
+    for (part_ = 0; part_ < streams_.size(); ++part_)
+      if (hs_scan_stream(streams_[part_], p, static_cast<unsigned>(n), 0, scratch_, &Scan::on_match, this) !=
+          HS_SUCCESS)
+        return Error{"Vectorscan stream scan failed", 0, {}};
+    return ok_status();
   }
 
   // Counts the newlines of bytes that leave the carry buffer.
@@ -270,6 +290,11 @@ class Scan {
   static int on_match(unsigned int id, unsigned long long /*from*/, unsigned long long to, unsigned int /*flags*/,
                       void* ctx) {
     auto* self = static_cast<Scan*>(ctx);
+    // Expression ids are per database part; a rule of the shipped database
+    // that is not in this set (--disable, replaced) is dropped here.
+    const int32_t rule = self->im_.dbs.parts[self->part_].to_rule[id];
+    if (rule < 0) return 0;
+    id = static_cast<unsigned>(rule);
     const size_t width = self->im_.rules[id].width;
     int& open = self->open_[id];
     // Extend the rule's open span when the new window would overlap it, so a
@@ -286,7 +311,7 @@ class Scan {
   }
 
   void confirm(const char* text, size_t len, uint64_t text_abs, bool eof) {
-    if (spans_.empty() || stats.stopped) return;
+    if ((spans_.empty() && held_.empty()) || stats.stopped) return;
     const uint64_t avail = text_abs + len;
     std::vector<Span> pending;
     std::vector<Found> found;
@@ -315,13 +340,26 @@ class Scan {
         std::string_view secret(m[1].data(), m[1].size());
         if (!accept(cr, std::string_view(m[0].data(), m[0].size()), secret)) continue;
         found.push_back({sp.rule, text_abs + static_cast<uint64_t>(m[1].data() - text),
-                         static_cast<uint32_t>(secret.size()), redact(secret), fingerprint(cr.rule->id, secret)});
+                         static_cast<uint32_t>(secret.size()), redact(secret), fingerprint(cr.rule->id, secret),
+                         static_cast<uint32_t>(me - ms)});
       }
+    }
+    // Findings held back by the last call, and those that may overlap a match
+    // decided only later: emit() must see both sides of an overlap at once.
+    for (auto& h : held_) found.push_back(std::move(h));
+    held_.clear();
+    if (!pending.empty()) {
+      uint64_t from = UINT64_MAX;
+      for (const Span& p : pending) from = std::min(from, p.lo);
+      auto keep = std::stable_partition(found.begin(), found.end(),
+                                        [&](const Found& f) { return f.offset < from; });  // from stays in the carry
+      std::move(keep, found.end(), std::back_inserter(held_));
+      found.erase(keep, found.end());
     }
     spans_.swap(pending);
     std::fill(open_.begin(), open_.end(), -1);
     for (size_t i = 0; i < spans_.size(); ++i) open_[spans_[i].rule] = static_cast<int>(i);
-    emit(found, text, text_abs);
+    emit(found, text, text_abs, avail);
   }
 
   bool accept(const CompiledRule& cr, std::string_view match, std::string_view secret) const {
@@ -339,22 +377,34 @@ class Scan {
     return true;
   }
 
-  // Drops generic findings that a specific rule also made on the same bytes,
-  // numbers lines, and hands findings to the sink in offset order.
-  void emit(std::vector<Found>& found, const char* text, uint64_t text_abs) {
+  // One secret at one place is one finding: of the findings whose secrets
+  // overlap, a specific rule beats a generic one; between two generic ones
+  // the one whose whole match is longer (it saw more of the context: a
+  // connection string, not just "Password=") wins; otherwise the rule listed
+  // first (files load in name order; a file lists its rules from the most
+  // to the least specific). Findings inside a key block (opened by a rule
+  // with block_end) are dropped. Then lines are numbered and findings go to
+  // the sink in offset order.
+  void emit(std::vector<Found>& found, const char* text, uint64_t text_abs, uint64_t avail) {
     if (found.empty()) return;
     std::sort(found.begin(), found.end(), [](const Found& a, const Found& b) {
       return a.offset != b.offset ? a.offset < b.offset : a.rule < b.rule;
     });
+    auto outranks = [&](const Found& o, const Found& f) {
+      bool og = im_.rules[o.rule].rule->generic, fg = im_.rules[f.rule].rule->generic;
+      if (og != fg) return fg;
+      if (og && o.context != f.context) return o.context > f.context;
+      return o.rule < f.rule;
+    };
     uint64_t cursor = text_abs, lines = lines_before_;
     for (const Found& f : found) {
       const SecretRule* r = im_.rules[f.rule].rule;
-      if (r->generic) {
-        bool shadowed = std::any_of(found.begin(), found.end(), [&](const Found& o) {
-          return !im_.rules[o.rule].rule->generic && o.offset < f.offset + f.length && f.offset < o.offset + o.length;
-        });
-        if (shadowed) continue;
-      }
+      bool shadowed = std::any_of(found.begin(), found.end(), [&](const Found& o) {
+        return &o != &f && o.offset < f.offset + f.length && f.offset < o.offset + o.length && outranks(o, f);
+      });
+      if (shadowed) continue;
+      if (in_block(f.offset, text, text_abs, avail)) continue;
+      if (!r->block_end.empty()) open_block(f.offset + f.length, r->block_end, text, text_abs, avail);
       SecretFinding out;
       out.rule = r;
       out.rule_id = r->id;
@@ -378,12 +428,45 @@ class Scan {
   const SecretScanner::Impl& im_;
   hs_scratch_t* scratch_;
   const SecretSink& sink_;
-  hs_stream_t* stream_;  // the thread's stream; null once finished
+  const std::vector<hs_stream_t*>& streams_;  // the thread's streams, one per database part
+  size_t part_ = 0;                            // the part being scanned, for on_match
+  bool finished_ = false;                      // end of input reported to Vectorscan
   ThreadState& ts_;
   std::vector<Span>& spans_;
   std::vector<int>& open_;            // per rule: index of its open span, or -1
   std::vector<uint64_t>& watermark_;  // per rule: end of the last match taken
+  std::vector<Found> held_;           // confirmed, emitted with the pending matches they may overlap
   uint64_t lines_before_ = 0;        // newlines before the carry buffer
+
+  // The key block a block rule opened: [block_lo_, block_hi_), block_hi_ is
+  // UINT64_MAX while its end literal has not been seen yet.
+  std::string_view block_end_;
+  uint64_t block_lo_ = 0, block_hi_ = 0;
+  bool block_open_ = false;
+
+  void open_block(uint64_t from, std::string_view end, const char* text, uint64_t text_abs, uint64_t avail) {
+    block_open_ = true;
+    block_end_ = end;
+    block_lo_ = from;
+    block_hi_ = UINT64_MAX;
+    find_block_end(text, text_abs, avail);
+  }
+  // Looks for the end literal in text[block_lo_ .. avail) when it is unknown.
+  void find_block_end(const char* text, uint64_t text_abs, uint64_t avail) {
+    if (!block_open_ || block_hi_ != UINT64_MAX) return;
+    uint64_t from = std::max(block_lo_, text_abs);
+    if (from >= avail) return;
+    std::string_view hay(text + (from - text_abs), avail - from);
+    size_t at = hay.find(block_end_);
+    if (at != std::string_view::npos) block_hi_ = from + at;
+  }
+  bool in_block(uint64_t off, const char* text, uint64_t text_abs, uint64_t avail) {
+    if (!block_open_) return false;
+    find_block_end(text, text_abs, avail);
+    if (off >= block_lo_ && off < block_hi_) return true;
+    if (off >= block_hi_) block_open_ = false;
+    return false;
+  }
 };
 
 }  // namespace
@@ -433,7 +516,7 @@ double shannon_entropy(std::string_view s) {
 
 namespace {
 Status usable(const ThreadState& ts) {
-  if (!ts.scratch || !ts.stream)
+  if (!ts.scratch || ts.streams.empty())
     return Error{"cannot allocate Vectorscan scratch or stream for this thread", ENOMEM, {}};
   if (ts.busy)
     return Error{"SecretScanner::scan_* called again from inside its own sink on the same thread", 0,
@@ -449,156 +532,40 @@ const RuleSet& SecretScanner::rules() const { return impl_->set; }
 size_t SecretScanner::rule_count() const { return impl_->rules.size(); }
 size_t SecretScanner::carry_bytes() const { return impl_->carry; }
 
-namespace {
-
-std::string cache_path(const std::string& dir, const RuleSet& set) {
-  // The rules version already hashes every pattern; add the Vectorscan
-  // version so an upgraded library never loads an old layout.
-  std::string v = set.version();
-  return dir + "/secrets-" + fingerprint(hs_version(), v).substr(0, 32) + ".hsdb";
-}
-
-// Cache file: "moat-hsdb-1\n", the rule count, each rule's max width
-// (uint32, host order: the file is only valid on this machine anyway), then
-// Vectorscan's serialized database.
-constexpr char kCacheMagic[] = "moat-hsdb-1\n";
-
-hs_database_t* load_cached(const std::string& path, std::vector<uint32_t>& widths) {
-  Fd fd(::open(path.c_str(), O_RDONLY | O_CLOEXEC));
-  if (!fd.valid()) return nullptr;
-  struct stat st {};
-  if (::fstat(fd.get(), &st) != 0 || st.st_size <= 0 || st.st_size > (256 << 20)) return nullptr;
-  std::string bytes(static_cast<size_t>(st.st_size), '\0');
-  size_t off = 0;
-  while (off < bytes.size()) {
-    ssize_t r = ::read(fd.get(), bytes.data() + off, bytes.size() - off);
-    if (r < 0 && errno == EINTR) continue;
-    if (r <= 0) return nullptr;
-    off += static_cast<size_t>(r);
-  }
-  const size_t magic = sizeof kCacheMagic - 1;
-  uint32_t n = 0;
-  if (bytes.size() < magic + 4 || bytes.compare(0, magic, kCacheMagic) != 0) return nullptr;
-  std::memcpy(&n, bytes.data() + magic, 4);
-  size_t head = magic + 4 + size_t{n} * 4;
-  if (n != widths.size() || bytes.size() <= head) return nullptr;
-  std::memcpy(widths.data(), bytes.data() + magic + 4, size_t{n} * 4);
-  hs_database_t* db = nullptr;
-  // Vectorscan checks the layout, version and platform of a serialized database.
-  if (hs_deserialize_database(bytes.data() + head, bytes.size() - head, &db) != HS_SUCCESS) return nullptr;
-  return db;
-}
-
-// Best effort: a cache that cannot be written only costs the next run a compile.
-void store_cached(const std::string& path, const hs_database_t* db, const std::vector<uint32_t>& widths) {
-  char* bytes = nullptr;
-  size_t n = 0;
-  if (hs_serialize_database(db, &bytes, &n) != HS_SUCCESS) return;
-  std::string head(kCacheMagic);
-  uint32_t count = static_cast<uint32_t>(widths.size());
-  head.append(reinterpret_cast<const char*>(&count), 4);
-  head.append(reinterpret_cast<const char*>(widths.data()), widths.size() * 4);
-  std::string tmp = path + ".tmp." + std::to_string(::getpid());
-  Fd fd(::open(tmp.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644));
-  bool ok = fd.valid();
-  for (size_t off = 0; ok && off < head.size();) {
-    ssize_t w = ::write(fd.get(), head.data() + off, head.size() - off);
-    if (w < 0 && errno == EINTR) continue;
-    ok = w > 0;
-    if (ok) off += static_cast<size_t>(w);
-  }
-  for (size_t off = 0; ok && off < n;) {
-    ssize_t w = ::write(fd.get(), bytes + off, n - off);
-    if (w < 0 && errno == EINTR) continue;
-    ok = w > 0;
-    if (ok) off += static_cast<size_t>(w);
-  }
-  free(bytes);  // NOLINT: allocated by Vectorscan's default allocator
-  ok = ok && ::fsync(fd.get()) == 0;
-  fd.reset();
-  if (!ok || ::rename(tmp.c_str(), path.c_str()) != 0) ::unlink(tmp.c_str());
-}
-
-}  // namespace
-
 Result<std::unique_ptr<SecretScanner>> SecretScanner::create(RuleSet rules, const Options& opts) {
   if (rules.rules.empty()) return Error{"no secret rules to compile", 0, "every rule was disabled"};
-  // A cached database is named by the rules version, a digest of every
-  // rule's full text: it was written by a create() that validated exactly
-  // these rules. Validating again (an RE2 compile of every pattern, the
-  // largest fixed cost of a cached scan) is only needed without it.
-  const std::string cached = opts.cache_dir.empty() ? std::string() : cache_path(opts.cache_dir, rules);
-  std::vector<uint32_t> widths(rules.rules.size());
-  hs_database_t* from_cache = cached.empty() ? nullptr : load_cached(cached, widths);
-  if (!from_cache) {
-    if (auto problems = validate(rules, /*compile_each=*/false); !problems.empty()) {
-      std::string msg = std::to_string(problems.size()) + " invalid secret rule(s):";
-      for (const auto& p : problems) msg += "\n  " + p;
-      return Error{msg, 0, "`moat rules check` lists the same problems"};
-    }
-  }
+  // The shipped built-in database, the store's cache or a compile; rules
+  // are validated there unless they come precompiled (database.h).
+  auto dbs = compile_rules(rules, opts.cache_dir);
+  if (!dbs.ok()) return std::move(dbs).error();
   auto im = std::make_unique<Impl>();
-  im->db = from_cache;  // owned by im from here
+  im->dbs = std::move(dbs).value();
   im->set = std::move(rules);
-  std::vector<const char*> exprs;
-  std::vector<unsigned> flags, ids;
-  for (const auto& r : im->set.rules) {
+  for (size_t i = 0; i < im->set.rules.size(); ++i) {
+    const SecretRule& r = im->set.rules[i];
     CompiledRule cr;
     cr.rule = &r;
     for (auto k : r.keywords) {
       for (auto& ch : k) ch = static_cast<char>(std::tolower(static_cast<unsigned char>(ch)));
       cr.keywords.push_back(std::move(k));
     }
-    const std::string& hs_pat = r.prefilter.empty() ? r.pattern : r.prefilter;
-    exprs.push_back(hs_pat.c_str());
-    flags.push_back(HS_FLAG_MULTILINE);
-    ids.push_back(static_cast<unsigned>(ids.size()));
+    cr.width = im->dbs.widths[i];
+    im->max_width = std::max(im->max_width, cr.width);
     im->rules.push_back(std::move(cr));
   }
-
-  // The cache hit skips both the compile and the width analysis.
-  hs_compile_error_t* err = nullptr;
-  if (!im->db) {
-    std::string bad_width;
-    for (size_t i = 0; i < im->rules.size(); ++i) {
-      hs_expr_info_t* info = nullptr;
-      if (hs_expression_info(exprs[i], HS_FLAG_MULTILINE, &info, &err) != HS_SUCCESS) {
-        hs_free_compile_error(err);
-        err = nullptr;
-        bad_width += "\n  " + im->rules[i].rule->id + ": Vectorscan cannot analyse the pattern";
-        continue;
-      }
-      widths[i] = info->max_width;
-      if (info->max_width > kMaxRuleWidth || info->min_width == 0)
-        bad_width += "\n  " + im->rules[i].rule->id + ": unbounded, too wide (> " + std::to_string(kMaxRuleWidth) +
-                     " bytes) or empty match";
-      free(info);  // NOLINT: allocated by Vectorscan with malloc
-    }
-    if (!bad_width.empty()) return Error{"invalid secret rule(s):" + bad_width, 0, "`moat rules check` explains"};
-    if (hs_compile_multi(exprs.data(), flags.data(), ids.data(), static_cast<unsigned>(exprs.size()),
-                         HS_MODE_STREAM, nullptr, &im->db, &err) != HS_SUCCESS) {
-      std::string m = err && err->message ? err->message : "unknown error";
-      int bad = err ? err->expression : -1;
-      hs_free_compile_error(err);
-      // The full validation names the rule and the reason.
-      std::string detail;
-      for (const auto& p : validate(im->set, /*compile_each=*/true)) detail += "\n  " + p;
-      return Error{"cannot compile the secret rules into one Vectorscan database: " + m +
-                       (bad >= 0 ? " (rule " + im->set.rules[static_cast<size_t>(bad)].id + ")" : "") + detail,
-                   0, {}};
-    }
-    if (!cached.empty()) store_cached(cached, im->db, widths);
-  }
-  for (size_t i = 0; i < im->rules.size(); ++i) {
-    im->rules[i].width = widths[i];
-    im->max_width = std::max<size_t>(im->max_width, widths[i]);
-  }
   im->carry = im->max_width + kHead + kTail;
+  // One scratch space big enough for every part.
   hs_scratch_t* s = nullptr;
-  if (hs_alloc_scratch(im->db, &s) != HS_SUCCESS) return Error{"cannot allocate Vectorscan scratch", ENOMEM, {}};
+  for (const DbPart& part : im->dbs.parts)
+    if (hs_alloc_scratch(part.db, &s) != HS_SUCCESS) {
+      if (s) hs_free_scratch(s);
+      return Error{"cannot allocate Vectorscan scratch", ENOMEM, {}};
+    }
   im->proto = s;
   return std::unique_ptr<SecretScanner>(new SecretScanner(std::move(im)));
 }
+
+const std::string& SecretScanner::database_note() const { return impl_->dbs.note; }
 
 Result<ScanStats> SecretScanner::scan_buffer(const void* data, size_t len, const SecretSink& sink) const {
   ThreadState& ts = impl_->threads.local();
@@ -635,7 +602,8 @@ Result<ScanStats> SecretScanner::scan_buffer(const void* data, size_t len, const
   return scan.stats;
 }
 
-Result<ScanStats> SecretScanner::scan_fd(int fd, uint64_t max_bytes, const SecretSink& sink) const {
+Result<ScanStats> SecretScanner::scan_fd(int fd, uint64_t max_bytes, const SecretSink& sink,
+                                         uint64_t size_hint) const {
   ThreadState& ts = impl_->threads.local();
   MOAT_TRY(usable(ts));
   Scan scan(*impl_, ts, sink);
@@ -666,6 +634,11 @@ Result<ScanStats> SecretScanner::scan_fd(int fd, uint64_t max_bytes, const Secre
     left -= n;
     MOAT_TRY(scan.feed(buf.data(), have + n, have, abs));
     size_t total = have + n, keep = std::min(carry, total);
+    // The known size reached by a short read: no empty read() to find the end.
+    if (n < want && abs + total >= size_hint) {
+      have = total;
+      break;
+    }
     scan.forget(buf.data(), total - keep);
     std::memmove(buf.data(), buf.data() + total - keep, keep);
     abs += total - keep;

@@ -26,6 +26,11 @@
 // rule needs more than 8 consecutive printable bytes anyway.) Line numbers in
 // binary files are reported as 0.
 //
+// One secret at one place is one finding: overlapping captures of several
+// rules are resolved in favour of the most specific rule, and a key block
+// (a rule with block_end, PEM private keys) silences the other rules until
+// its end literal (Scan::emit() in engine.cc; rules/secrets/README.md).
+//
 // Thread safety: a SecretScanner is immutable after create(); scan_* may be
 // called from any number of threads at once. Each thread gets its own
 // Vectorscan scratch space (hs_clone_scratch, held in a oneTBB
@@ -77,14 +82,16 @@ double shannon_entropy(std::string_view s);
 class SecretScanner {
  public:
   struct Options {
-    // If set, the compiled Vectorscan database is kept here, named by the
-    // rules version and the Vectorscan version, so later runs skip the
-    // compile (seconds for the built-in rules). A damaged or foreign file
-    // is ignored and rewritten. Typically <store>/cache.
+    // If set, the Vectorscan database compiled at run time (rules that are
+    // not in the shipped built-in database, see database.h) is kept here,
+    // named by those rules and the Vectorscan version, so later runs skip the
+    // compile. A damaged or foreign file is ignored and rewritten.
+    // Typically <store>/cache.
     std::string cache_dir;
   };
-  // Validates (validate() in rules.h) and compiles the rules into one
-  // Vectorscan database; an invalid rule set is an Error listing every problem.
+  // Validates (validate() in rules.h) and compiles the rules (database.h:
+  // built-in rules come precompiled); an invalid rule set is an Error
+  // listing every problem.
   static Result<std::unique_ptr<SecretScanner>> create(RuleSet rules, const Options& opts);
   static Result<std::unique_ptr<SecretScanner>> create(RuleSet rules) { return create(std::move(rules), Options{}); }
   ~SecretScanner();
@@ -97,12 +104,18 @@ class SecretScanner {
   // Streams an open file from its current position: at most max_bytes are
   // read (UINT64_MAX for all), in 64 KiB chunks. Read errors are Errors; EINTR
   // is retried.
-  Result<ScanStats> scan_fd(int fd, uint64_t max_bytes, const SecretSink& sink) const;
+  // size_hint: the file's size from fstat, if known. A short read that
+  // reaches it is taken as the end, which saves the final empty read() of
+  // every small file (a growing file is still read to its real end).
+  Result<ScanStats> scan_fd(int fd, uint64_t max_bytes, const SecretSink& sink,
+                            uint64_t size_hint = UINT64_MAX) const;
 
   const RuleSet& rules() const;
   size_t rule_count() const;
   // Bytes carried between chunks: the largest rule width plus context.
   size_t carry_bytes() const;
+  // Where the Vectorscan databases came from (shipped, cache, compiled), for -v.
+  const std::string& database_note() const;
 
   struct Impl;
 

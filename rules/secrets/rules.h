@@ -44,6 +44,10 @@ struct SecretRule {
   // Generic rules (password=..., URLs with credentials) yield to a specific rule
   // that captured the same bytes, so one secret is reported once.
   bool generic = false;
+  // A rule for a block of text (a PEM private key) sets the literal that ends
+  // the block ("-----END"). Another rule's finding between this rule's
+  // finding and the end is dropped: base64 key material is not a token.
+  std::string block_end;
   std::vector<RuleExample> examples;
   std::vector<RuleExample> negative_examples;
   std::vector<std::string> references;
@@ -62,6 +66,11 @@ struct RuleSet {
   // version: the "rules version" half of the per-layer result cache key.
   std::string version() const;
 };
+
+// sha256 (hex) of everything about one rule that matching and validation
+// read: two rules with the same digest behave the same. The shipped
+// Vectorscan database (database.h) names its rules by these digests.
+std::string rule_digest(const SecretRule& rule);
 
 // The rules compiled into the binary (rules/secrets/data/*.json).
 Result<RuleSet> load_builtin_rules();

@@ -144,14 +144,20 @@ count_requests() {
   grep -cE "\"$2 [^ \"]*$3[^ \"]* HTTP/[0-9.]+\" [0-9]+ [0-9]+ \"[^\"]*\" \"moat/" "$1" || true
 }
 
-# The standard tiny test image: 3 layers (gzip, zstd, plain), a setuid file to find.
+# The standard tiny test image: 3 layers (gzip, zstd, plain), a setuid file to
+# find, and 200 kB of random text (registries get compressed layers from skopeo:
+# random text keeps a blob big enough to cut or flip in the middle).
 tiny_image() {
-  build_fixture "${1:-tiny}" <<'JSON'
+  $PY - "$W/pub/${1:-tiny}.rand" <<'PYEOF'
+import base64, json, os, sys
+json.dump(base64.b64encode(os.urandom(150000)).decode(), open(sys.argv[1], "w"))
+PYEOF
+  build_fixture "${1:-tiny}" <<JSON
 {"tag": "latest", "layers": [
   {"entries": [{"path": "etc/", "type": "dir"}, {"path": "etc/os-release", "content": "ID=moattest\n"},
                {"path": "bin/", "type": "dir"}, {"path": "bin/su", "mode": "04755", "content": {"repeat": "s", "size": 70000}}]},
   {"compression": "zstd", "entries": [{"path": "opt/", "type": "dir"}, {"path": "opt/data", "content": {"repeat": "d", "size": 300000}}]},
-  {"compression": "none", "entries": [{"path": "opt/note", "content": "hello\n"}]}
+  {"compression": "none", "entries": [{"path": "opt/note", "content": $(cat "$W/pub/${1:-tiny}.rand")}]}
 ]}
 JSON
 }

@@ -30,6 +30,8 @@ want_manifest=$(manifest_digest docker://$R/moat/tiny:1)
 [[ $(jq -r .image.manifest_digest "$W/out") == "$want_manifest" ]] || fail "manifest digest $(jq -r .image.manifest_digest "$W/out") != $want_manifest"
 [[ $(count_requests "$LOG" GET /blobs/) -eq 4 ]] || fail "first scan: $(count_requests "$LOG" GET /blobs/) blob requests, expected 4 (config + 3 layers)"
 
+grep -qE '"GET /v2/moat/tiny/manifests/1 HTTP/2.0" 200 .*"moat/' "$LOG" || fail "moat did not use HTTP/2, which the registry offers"
+
 note "second scan of the unchanged tag: one manifest request, no blob or config request"
 m0=$(count_requests "$LOG" GET /manifests/); b0=$(count_requests "$LOG" GET /blobs/)
 scan_as moat-subuid 0 docker://$R/moat/tiny:1 --cert-dir "$W/certs"
@@ -74,6 +76,12 @@ amd=$(jq -r '.manifests[] | select(.platform.architecture == "amd64") | .digest'
 arm=$(jq -r '.manifests[] | select(.platform.architecture == "arm64") | .digest' "$W/multi.list")
 scan_as moat-subuid 0 docker://$R/moat/multi:latest --cert-dir "$W/certs" --platform linux/arm64
 [[ $(jq -r .image.manifest_digest "$W/out") == "$arm" ]] || fail "--platform linux/arm64 scanned $(jq -r .image.manifest_digest "$W/out")"
+m0=$(count_requests "$LOG" GET /manifests/); b0=$(count_requests "$LOG" GET /blobs/)
+scan_as moat-subuid 0 docker://$R/moat/multi:latest --cert-dir "$W/certs" --platform linux/arm64
+[[ $(( $(count_requests "$LOG" GET /manifests/) - m0 )) -eq 1 ]] || fail "rescan of a manifest list: more than one manifest request"
+[[ $(( $(count_requests "$LOG" GET /blobs/) - b0 )) -eq 0 ]] || fail "rescan of a manifest list: blob requests"
+moat_as moat-subuid 0 image ls --store "$W/users/moat-subuid.store"
+grep -qF "docker://$R/moat/multi:latest" "$W/out" || fail "moat image ls does not name docker://$R/moat/multi:latest"
 if [[ $(uname -m) == x86_64 ]]; then
   scan_as moat-subuid 0 docker://$R/moat/multi:latest --cert-dir "$W/certs"
   [[ $(jq -r .image.manifest_digest "$W/out") == "$amd" ]] || fail "the host's platform was not chosen"

@@ -430,7 +430,7 @@ Result<Manifest> Client::get_manifest(const std::string& repo, const std::string
   req.max_body = max_bytes;
   MOAT_ASSIGN_OR_RETURN(HttpResponse r, impl_->send(req, repo, "/v2/" + repo + "/manifests/" + ref));
   std::string what = impl_->registry + "/" + repo + (is_valid_digest(ref) ? "@" : ":") + ref;
-  if (r.too_big) return Error{"manifest of " + what + " is larger than " + human_bytes(max_bytes)}.with_hint("raise --max-json-bytes if this is expected");
+  if (r.too_big) return Error{"manifest of " + what + " is larger than " + human_bytes(max_bytes)}.with_hint("the registry serves something that is not an image manifest");
   if (r.curl_code != 0) return impl_->transport_failure(r);
   if (r.status == 404 && !is_valid_digest(ref) && registry_error(r.body).first != "NAME_UNKNOWN") {
     // A registry may say MANIFEST_UNKNOWN for a repository it does not have: its tag list tells them apart.
@@ -565,11 +565,14 @@ class BlobReader : public Reader {
       req.range_from = static_cast<int64_t>(from);
       auto r = c_->send(req, repo_, "/v2/" + repo_ + "/blobs/" + digest_);
       if (!r) return finish(std::move(r).error());
+      bool stopped, too_long;
       {
         std::lock_guard<std::mutex> g(mu_);
-        if (stop_) return finish(Error{"cancelled"});
-        if (too_long_) return finish(Error{what + " is longer than the manifest's size " + std::to_string(size_)});
+        stopped = stop_;
+        too_long = too_long_;
       }
+      if (stopped) return finish(Error{"cancelled"});
+      if (too_long) return finish(Error{what + " is longer than the manifest's size " + std::to_string(size_)});
       if (r->curl_code == 0 && r->status != 200 && r->status != 206)
         return finish(c_->http_error(*r, repo_, "blob", digest_));
       if (r->curl_code == 0 && r->status == 206 && from > 0) {

@@ -68,6 +68,9 @@ void add_pull_options(CLI::App* c, Common& o) {
   c->add_option("--max-path-length", o.limits.max_path_length, "Limit on the bytes of one path")->capture_default_str();
   c->add_option("--max-path-depth", o.limits.max_path_depth, "Limit on the components of one path")->capture_default_str();
   c->add_option("--max-layers", o.limits.max_layers, "Limit on the layers of one image")->capture_default_str();
+  c->add_flag("--allow-unverified", o.limits.allow_unverified,
+              "containers-storage: scan layers moat cannot check against their diffID (no tar-split, a zstd:chunked "
+              "layer without diffID); the report lists them");
   // docker:// (docs/registries.md)
   c->add_option("--authfile", o.registry.authfile, "docker://: read credentials from this file only (default: podman's auth.json search)");
   c->add_option("--creds", o.registry.creds, "docker://: USER[:PASSWORD] for the registry");
@@ -131,11 +134,12 @@ Result<ImageRecord> pull_image(const std::string& image, const Common& o, Store&
     MOAT_ASSIGN_OR_RETURN(plat, Platform::parse(o.platform));
   }
   Progress progress(isatty(2) && !o.quiet);
-  if (ref.transport == Transport::Docker) registry::use_document_cache(store.root());
+  // A bare name may go on to the registry (storage/image.cc).
+  if (ref.transport == Transport::Docker || ref.bare) registry::use_document_cache(store.root());
   MOAT_ASSIGN_OR_RETURN(auto src, open_image(ref, plat, o.limits));
   if (gate) MOAT_TRY(gate(*src));
   PullOptions po;
-  if (ref.transport == Transport::Docker) po.jobs = o.registry.jobs;
+  if (ref.transport == Transport::Docker || ref.bare) po.jobs = o.registry.jobs;
   po.limits = o.limits;
   po.progress = [&](uint64_t n) { progress.bytes(n); };
   po.on_layer = [&](const std::string& s) {
@@ -144,6 +148,12 @@ Result<ImageRecord> pull_image(const std::string& image, const Common& o, Store&
   PullStats stats;
   auto rec = store.pull(*src, po, &stats);
   progress.done();
+  if (rec) {
+    rec->notes = src->desc().notes;
+    for (const auto& n : rec->notes) std::fprintf(stderr, "moat: warning: %s\n", n.c_str());
+    if (o.verbose)
+      for (const auto& n : src->desc().notes_verbose) std::fprintf(stderr, "moat: %s\n", n.c_str());
+  }
   if (rec && o.verbose)
     std::fprintf(stderr, "moat: %zu layers unpacked, %zu reused from the store (gzip: %s)\n", stats.unpacked,
                  stats.reused, gzip_inflater().c_str());
@@ -294,7 +304,11 @@ int cmd_scan(const ScanArgs& a, const Common& o) {
     r.trust = trust::trust_json(*trusted);
   }
   r.reference = rec->names.empty() ? a.image : parse_reference(a.image).ok() ? parse_reference(a.image)->text : a.image;
+  // containers-storage (and bare names): the store and the name it resolved to say where the image came from.
+  if (auto p = parse_reference(a.image); p && p->transport == Transport::ContainersStorage && !rec->names.empty())
+    r.reference = rec->names.front();
   r.image = *rec;
+  r.errors = rec->notes;  // unverified layers (--allow-unverified)
   r.scan.rootless = geteuid() != 0 || in_moat_userns();
   auto mounted = *inplace ? in_place_mount(**inplace)
                           : run_scan_mount(*store, *rec, a.mount_mode, o.quiet, o.verbose);  // scanner/session/mount_cmd.h
@@ -345,7 +359,7 @@ int cmd_scan(const ScanArgs& a, const Common& o) {
   if (!run) return report_error(a.image, run.error());
   for (auto& f : config_secrets) run->findings.push_back(std::move(f));
   mounted = Error{"ended"};  // the namespace is no longer needed
-  r.errors = std::move(run->errors);
+  for (auto& e : run->errors) r.errors.push_back(std::move(e));
   if (*inplace) r.errors.insert(r.errors.end(), (*inplace)->errors.begin(), (*inplace)->errors.end());
 
   IgnoreOutcome ign = apply_ignores(std::move(run->findings), ignores, today_utc());
@@ -462,7 +476,9 @@ int run(int argc, char** argv) {
   CLI::App app{"moat: a rootless container-image scanner.\n\n"
                "IMAGE is TRANSPORT:LOCATION: oci:PATH[:TAG], oci-archive:PATH[:TAG],\n"
                "docker-archive:PATH[:NAME:TAG|:@INDEX], dir:PATH (an unpacked tree or skopeo's dir: format),\n"
-               "docker://[HOST[:PORT]/]REPO[:TAG|@DIGEST] (a registry, as podman reads it).\n\n"
+               "containers-storage:[[DRIVER@]GRAPHROOT[+RUNROOT]]NAME|ID (podman's and buildah's store),\n"
+               "docker://[HOST[:PORT]/]REPO[:TAG|@DIGEST] (a registry, as podman reads it), or a bare\n"
+               "NAME[:TAG]|ID: the image of that name in your containers-storage, else the registry.\n\n"
                "Exit status: 0 clean, 1 a finding at or above --fail-on, 2 the scan could not be completed.",
                "moat"};
   app.require_subcommand(1);
@@ -474,6 +490,8 @@ int run(int argc, char** argv) {
       "  MOAT_USERNS_STORE=0|1  with a subuid range, store commands run as root of your user namespace so\n"
       "                         files keep their real owners (default); 0 opts out, 1 insists (docs/mount.md)\n"
       "  NO_COLOR               never colour the table\n"
+      "  CONTAINERS_STORAGE_CONF, XDG_CONFIG_HOME, XDG_DATA_HOME, STORAGE_DRIVER\n"
+      "                         where containers-storage: finds podman's store, as podman does\n"
       "See README.md and docs/ for the store layout, limits and the report format.");
   Common common;
 

@@ -12,10 +12,11 @@ PKGS=(
   libgpgme-dev gnupg      # trust: OpenPGP simple signing (scanner/trust/)
   libyaml-cpp-dev         # trust: registries.d (scanner/trust/)
   libisal-dev  # ISA-L igzip: fast gzip layer inflate (storage/unpack.cc); zlib without it
-  libtoml11-dev  # registries.conf (storage/sources/registry/)
+  libtoml11-dev  # storage.conf (containers-storage:) and registries.conf (docker://)
   # independent producers of real images and helpers used by the tests
   skopeo umoci podman buildah uidmap fuse-overlayfs debootstrap
   zstd gzip tar python3 python3-jsonschema jq attr libcap2-bin procps util-linux
+  docker-registry openssl  # a loopback TLS registry: tests/cstorage/test-bare-names.sh, tests/registry
   rpm db5.3-util  # rpmbuild, rpm --root, db5.3_load for the rpm images (tests/scan/test-rpm.sh)
   docker-registry openssl  # trust tests: a loopback registry, sigstore signatures made with openssl (tests/trust/)
 )

@@ -7,6 +7,10 @@
 
 #include "storage/digest.h"
 #include "storage/fsutil.h"
+#include "storage/sources/containers_storage/source.h"
+#include "storage/sources/registry/client.h"
+#include "storage/sources/registry/docker_ref.h"
+#include "storage/sources/registry/registries_conf.h"
 #include "storage/sources/registry/source.h"
 
 namespace moat {
@@ -442,6 +446,46 @@ Result<std::unique_ptr<ImageSource>> open_image(const Reference& ref, const Plat
       d.layers[0].created_by = "dir:" + ref.path;
       return src;
     }
+    case Transport::ContainersStorage: {
+      // podman's store (storage/sources/containers_storage): documents from the image's big data.
+      bool not_found = false;
+      auto t = cstorage::open_store_image(ref, limits, &not_found);
+      if (!t && ref.bare && not_found) {
+        // A bare name podman's store does not have: the registry, as `podman pull NAME`
+        // finds it (a short name through registries.conf's aliases and unqualified-search-registries).
+        const std::string why = ref.text + ": not in containers-storage; from the registry";
+        std::string target = ref.text;
+        bool had_host = false;
+        if (parse_docker_ref(ref.text, &had_host) && !had_host) {
+          auto conf = registry::load_registries_conf(registry::default_options().registries_conf);
+          if (!conf) return std::move(conf).error().context(why);
+          auto res = registry::resolve_short_name(*conf, ref.text);
+          if (!res) return std::move(res).error().context(why);
+          if (res->ambiguous) return registry::ambiguous_error(ref.text, *res).context(why);
+          target = res->candidates.front().text();
+        }
+        auto reg = parse_reference("docker://" + target);
+        if (!reg) return std::move(reg).error().context(why);
+        auto from_registry = open_image(*reg, platform, limits);
+        if (!from_registry) return std::move(from_registry).error().context(why);
+        return from_registry;
+      }
+      if (!t) return std::move(t).error().context(ref.text);
+      auto src = std::unique_ptr<ImageSource>(new ImageSource());
+      ImageDesc& d = src->desc_;
+      d.reference = ref.text;
+      Platform want = platform;
+      if (want.arch.empty()) want = host_platform();
+      Descriptor top;
+      top.digest = (*t)->manifest_digest();
+      top.size = static_cast<int64_t>((*t)->manifest_size());
+      cstorage::StoreTree& cs = **t;
+      src->tree_ = std::move(t).value();
+      Status st = load_manifest(d, cs, top, oci_blob_path, want, limits);
+      if (st) st = cstorage::bind_layers(d, cs, limits);
+      if (!st) return std::move(st).error().context(ref.text);
+      return src;
+    }
     case Transport::Docker: {
       // storage/sources/registry/source.h: registries.conf, the tag's manifest, then documents by digest.
       MOAT_ASSIGN_OR_RETURN(auto reg, registry::open_registry_image(ref, limits));
@@ -464,6 +508,11 @@ Result<std::unique_ptr<ImageSource>> open_image(const Reference& ref, const Plat
           return Error{"manifest " + d.manifest_digest + " gives no size for layer " + std::to_string(l.index)}.context(ref.text);
         rt->expect_size(l.blob_path, l.size);
       }
+      // Layers the user's podman store already has are read from there, not downloaded.
+      auto local = cstorage::use_local_layers(d, src->tree_, limits);
+      if (local && *local > 0)
+        d.notes_verbose.push_back(std::to_string(*local) + " of " + std::to_string(d.layers.size()) +
+                                  " layers read from the podman store instead of the registry");
       return src;
     }
     default:

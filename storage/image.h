@@ -31,6 +31,10 @@ struct LayerDesc {
   std::string diff_id;      // from the config's rootfs.diff_ids, validated
   std::string created_by;   // from the config's history
   std::string blob_path;    // location inside the image's BlobTree
+  // containers-storage: the stream is the layer's uncompressed tar, reassembled
+  // from the store; blob_digest names the original blob and is not checked
+  // against the stream (the diffID is).
+  bool stream_is_tar = false;
 };
 
 struct ImageDesc {
@@ -41,6 +45,8 @@ struct ImageDesc {
   std::string config;           // the config document's bytes, verified
   std::string platform;         // "os/arch[/variant]" from the config
   std::vector<LayerDesc> layers;
+  std::vector<std::string> notes;  // what the report must say about this image (unverified layers)
+  std::vector<std::string> notes_verbose;  // what -v says about how it was brought in
   bool rootfs = false;          // dir: with an unpacked tree (no blobs)
   std::string rootfs_path;
 };

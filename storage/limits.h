@@ -15,6 +15,9 @@ struct Limits {
   size_t max_layers = 500;                 // layers of one image (the kernel stacks at most 500)
   size_t max_json_bytes = 8u << 20;        // manifest, index or config document
   uint64_t max_archive_entries = 1'000'000;  // entries of an outer image archive
+  // Not a size: --allow-unverified lets a containers-storage layer that cannot be
+  // checked against its diffID (no tar-split, no diff-digest) be scanned anyway.
+  bool allow_unverified = false;
 };
 
 }  // namespace moat

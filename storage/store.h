@@ -43,6 +43,7 @@ struct ImageRecord {
   std::string manifest_digest, config_digest, platform, config;
   std::vector<LayerRecord> layers;
   int64_t pulled = 0;  // unix time of the last pull
+  std::vector<std::string> notes;  // this pull's warnings for the report (ImageDesc::notes); not saved
 };
 
 struct LayerInfo {

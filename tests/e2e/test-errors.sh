@@ -40,7 +40,7 @@ store_clean() {
 note "references"
 fails "no transport" "oci:" -- scan --store "$S" "$L"
 fails "no transport|unknown transport" "oci:" -- scan --store "$S" "$L:t"
-fails "unknown transport \"foo:\"" "TRANSPORT:LOCATION" -- scan --store "$S" foo:bar
+fails "unknown transport \"foo:\"" "TRANSPORT:LOCATION" -- scan --store "$S" foo:/bar
 fails "cannot reach registry 127.0.0.1:1" "check the name and port" -- scan --store "$S" docker://127.0.0.1:1/img:1
 fails "oci:" -- image pull --store "$S" ""
 store_clean

@@ -101,7 +101,7 @@ TEST(Reference, MakesRelativePathsAbsolute) {
 }
 
 TEST(Reference, RefusesMalformedWithHint) {
-  for (const char* bad : {"", "noslash", ":x", "oci:", "oci:/p:", "ftp:/x", "dir:"}) {
+  for (const char* bad : {"", "/abs/layout", ":x", "oci:", "oci:/p:", "ftp:/x", "dir:", "containers-storage:"}) {
     auto r = parse_reference(bad);
     EXPECT_FALSE(r.ok()) << bad;
   }

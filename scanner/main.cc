@@ -5,6 +5,7 @@
 // finding at or above --fail-on; 1 at least one such finding; 2 the scan could
 // not be completed (usage error, bad reference, damaged or tampered image,
 // limit exceeded). A failed scan never exits 0 or 1.
+#include <cerrno>
 #include <fcntl.h>
 #include <sys/stat.h>
 #include <unistd.h>
@@ -17,17 +18,17 @@
 #include <mutex>
 #include <nlohmann/json.hpp>
 
-#include "scanner/mount_cmd.h"
-#include "scanner/namespace.h"
+#include "scanner/session/mount_cmd.h"
+#include "scanner/session/namespace.h"
 #include "rules/secrets/cli.h"
+#include "scanner/checks/checks.h"
+#include "scanner/report/ignore.h"
+#include "scanner/report/report.h"
+#include "scanner/report/sarif.h"
+#include "scanner/checks/scan.h"
+#include "scanner/checks/secret_scan.h"
 #include "rules/secrets/database.h"
-#include "scanner/checks.h"
-#include "scanner/inplace.h"
-#include "scanner/ignore.h"
-#include "scanner/report.h"
-#include "scanner/sarif.h"
-#include "scanner/scan.h"
-#include "scanner/secret_scan.h"
+#include "scanner/session/inplace.h"
 #include "storage/fd.h"
 #include "storage/fsutil.h"
 #include "storage/image.h"
@@ -67,6 +68,9 @@ void add_pull_options(CLI::App* c, Common& o) {
 int report_error(const std::string& image, const Error& e) {
   std::fprintf(stderr, "moat: error: %s%s\n", image.empty() ? "" : (image + ": ").c_str(), e.describe().c_str());
   if (!e.hint.empty()) std::fprintf(stderr, "moat: hint: %s\n", e.hint.c_str());
+  else if (e.sys_errno == ENOSPC || e.sys_errno == EDQUOT)  // what was written has been removed (store.h)
+    std::fprintf(stderr, "moat: hint: the disk (or quota) of the store or the output is full: free space, "
+                         "remove unused layers with `moat image prune`, or use --store DIR on a larger disk\n");
   return kExitFailed;
 }
 
@@ -227,7 +231,7 @@ int cmd_scan(const ScanArgs& a, const Common& o) {
 
   auto store = Store::open(o.store, Store::Lock::Shared);
   if (!store) return report_error("", store.error());
-  // dir: of an unpacked tree is scanned where it is (scanner/inplace.h).
+  // dir: of an unpacked tree is scanned where it is (scanner/session/inplace.h).
   auto inplace = in_place_target(a.image, o.limits);
   if (!inplace) return report_error(a.image, inplace.error());
   auto rec = *inplace ? Result<ImageRecord>((*inplace)->record) : pull_image(a.image, o, *store);
@@ -237,7 +241,7 @@ int cmd_scan(const ScanArgs& a, const Common& o) {
   r.image = *rec;
   r.scan.rootless = geteuid() != 0 || in_moat_userns();
   auto mounted = *inplace ? in_place_mount(**inplace)
-                          : run_scan_mount(*store, *rec, a.mount_mode, o.quiet, o.verbose);  // scanner/mount_cmd.h
+                          : run_scan_mount(*store, *rec, a.mount_mode, o.quiet, o.verbose);  // scanner/session/mount_cmd.h
   if (!mounted) return report_error(a.image, mounted.error());
   r.scan.mode = mounted->mode;
   r.scan.id_mapping = mounted->id_mapping;
@@ -450,7 +454,7 @@ int run(int argc, char** argv) {
   auto* prune = img->add_subcommand("prune", "Remove layers no image uses and leftovers of interrupted pulls");
   add_common(prune, common);
 
-  MountCmdOptions mount_opts;  // scanner/mount_cmd.h
+  MountCmdOptions mount_opts;  // scanner/session/mount_cmd.h
   auto* mnt = app.add_subcommand("mount", "Mount an image read-only in a user namespace and run CMD (default $SHELL) "
                                           "with the merged tree as its working directory");
   mnt->add_option("IMAGE", image, "The image to mount (pulled if missing); then -- CMD [ARG...]")->required();
@@ -536,7 +540,7 @@ int run(int argc, char** argv) {
 
 int main(int argc, char** argv) {
   umask(077);
-  // The namespace helper (scanner/namespace.h): a fresh process, before any thread exists.
+  // The namespace helper (scanner/session/namespace.h): a fresh process, before any thread exists.
   if (argc > 1 && std::string(argv[1]) == moat::kSessionArg) return moat::session_helper_main(argc, argv);
   // With a subuid range (unless MOAT_USERNS_STORE=0), the whole command runs as root of the subuid user namespace (true owners on disk).
   // Not for an in-place scan of an unpacked tree: it reports the tree's owners

@@ -415,48 +415,50 @@ Platform host_platform() {
 }
 
 Result<std::unique_ptr<ImageSource>> open_image(const Reference& ref, const Platform& platform, const Limits& limits) {
+  switch (ref.transport) {
+    case Transport::OciLayout: {
+      MOAT_ASSIGN_OR_RETURN(auto t, DirTree::open_dir(ref.path));
+      return open_image_tree(std::move(t), ref, platform, limits);
+    }
+    case Transport::OciArchive:
+    case Transport::DockerArchive: {
+      MOAT_ASSIGN_OR_RETURN(auto t, TarTree::open_archive(ref.path, limits));
+      return open_image_tree(std::move(t), ref, platform, limits);
+    }
+    case Transport::Dir: {
+      MOAT_ASSIGN_OR_RETURN(auto t, DirTree::open_dir(ref.path));
+      if (t->exists("version") && t->exists("manifest.json")) return open_image_tree(std::move(t), ref, platform, limits);
+      // An unpacked root filesystem: one layer, brought in by walking it (see unpack.h).
+      auto src = std::unique_ptr<ImageSource>(new ImageSource());
+      ImageDesc& d = src->desc_;
+      d.reference = ref.text;
+      d.rootfs = true;
+      d.rootfs_path = ref.path;
+      d.platform = "";
+      d.layers.resize(1);
+      d.layers[0].created_by = "dir:" + ref.path;
+      return src;
+    }
+    default:
+      return Error{"transport not supported"};
+  }
+}
+
+Result<std::unique_ptr<ImageSource>> open_image_tree(std::unique_ptr<BlobTree> tree, const Reference& ref,
+                                                     const Platform& platform, const Limits& limits) {
   auto src = std::unique_ptr<ImageSource>(new ImageSource());
   ImageDesc& d = src->desc_;
   d.reference = ref.text;
   Platform want = platform;
   if (want.arch.empty()) want = host_platform();
+  src->tree_ = std::move(tree);
   Status st;
   switch (ref.transport) {
-    case Transport::OciLayout: {
-      MOAT_ASSIGN_OR_RETURN(auto t, DirTree::open_dir(ref.path));
-      src->tree_ = std::move(t);
-      st = open_oci_layout(d, *src->tree_, ref, want, limits);
-      break;
-    }
-    case Transport::OciArchive: {
-      MOAT_ASSIGN_OR_RETURN(auto t, TarTree::open_archive(ref.path, limits));
-      src->tree_ = std::move(t);
-      st = open_oci_layout(d, *src->tree_, ref, want, limits);
-      break;
-    }
-    case Transport::DockerArchive: {
-      MOAT_ASSIGN_OR_RETURN(auto t, TarTree::open_archive(ref.path, limits));
-      src->tree_ = std::move(t);
-      st = open_docker_archive(d, *src->tree_, ref, limits);
-      break;
-    }
-    case Transport::Dir: {
-      MOAT_ASSIGN_OR_RETURN(auto t, DirTree::open_dir(ref.path));
-      if (t->exists("version") && t->exists("manifest.json")) {
-        src->tree_ = std::move(t);
-        st = open_skopeo_dir(d, *src->tree_, want, limits);
-      } else {
-        // An unpacked root filesystem: one layer, brought in by walking it (see unpack.h).
-        d.rootfs = true;
-        d.rootfs_path = ref.path;
-        d.platform = "";
-        d.layers.resize(1);
-        d.layers[0].created_by = "dir:" + ref.path;
-      }
-      break;
-    }
-    default:
-      return Error{"transport not supported"};
+    case Transport::OciLayout:
+    case Transport::OciArchive: st = open_oci_layout(d, *src->tree_, ref, want, limits); break;
+    case Transport::DockerArchive: st = open_docker_archive(d, *src->tree_, ref, limits); break;
+    case Transport::Dir: st = open_skopeo_dir(d, *src->tree_, want, limits); break;
+    default: return Error{"transport not supported"};
   }
   if (!st) return std::move(st).error().context(ref.text);
   return src;

@@ -58,10 +58,20 @@ class ImageSource {
 
  private:
   friend Result<std::unique_ptr<ImageSource>> open_image(const Reference&, const Platform&, const Limits&);
+  friend Result<std::unique_ptr<ImageSource>> open_image_tree(std::unique_ptr<BlobTree>, const Reference&,
+                                                              const Platform&, const Limits&);
   ImageDesc desc_;
   std::unique_ptr<BlobTree> tree_;
 };
 
 Result<std::unique_ptr<ImageSource>> open_image(const Reference& ref, const Platform& platform, const Limits& limits);
+
+// The same over an already-open BlobTree, read as ref.transport says (oci:
+// and oci-archive: as an OCI layout, docker-archive:, dir: in skopeo's
+// format; ref.path only names the image in messages). open_image() opens the
+// tree from ref.path and calls this; the fuzz targets (tests/fuzz/) serve the
+// documents from memory through it.
+Result<std::unique_ptr<ImageSource>> open_image_tree(std::unique_ptr<BlobTree> tree, const Reference& ref,
+                                                     const Platform& platform, const Limits& limits);
 
 }  // namespace moat

@@ -125,6 +125,8 @@ Result<IndexEntry> parse_index_line(std::string_view line) {
   if (!num(f[2], e.mode, 8) || !num(f[3], e.uid) || !num(f[4], e.gid) || !num(f[5], e.size) ||
       !num(f[6], e.dev_major) || !num(f[7], e.dev_minor) || !num(f[8], e.mtime))
     return Error{"index line has a bad number"};
+  // Only the 07777 bits are ever written; more would not read back the same (found by fuzz_small_formats).
+  if (e.mode > 07777) return Error{"index line has a bad mode"};
   MOAT_ASSIGN_OR_RETURN(e.link, unescape_field(f[9]));
   if (!f[10].empty()) {
     for (auto kv : split(f[10], ';')) {

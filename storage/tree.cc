@@ -7,6 +7,7 @@
 
 #include <vector>
 
+#include "storage/archive_error.h"
 #include "storage/fsutil.h"
 
 namespace moat {
@@ -92,7 +93,7 @@ Result<ArchivePtr> open_outer(const std::string& file) {
   archive_read_support_filter_gzip(a.get());
   archive_read_support_filter_zstd(a.get());
   if (archive_read_open_filename(a.get(), file.c_str(), 1 << 16) != ARCHIVE_OK)
-    return Error{"cannot read archive " + file + ": " + archive_error_string(a.get())};
+    return Error{"cannot read archive " + file + ": " + archive_message(a.get())};
   return a;
 }
 
@@ -102,7 +103,7 @@ class TarEntryReader : public Reader {
   TarEntryReader(ArchivePtr a, std::string name) : a_(std::move(a)), name_(std::move(name)) {}
   Result<size_t> read(char* buf, size_t n) override {
     la_ssize_t r = archive_read_data(a_.get(), buf, n);
-    if (r < 0) return Error{"reading \"" + printable(name_) + "\" from the archive: " + archive_error_string(a_.get())};
+    if (r < 0) return Error{"reading \"" + printable(name_) + "\" from the archive: " + archive_message(a_.get())};
     return static_cast<size_t>(r);
   }
 
@@ -126,7 +127,7 @@ Result<std::unique_ptr<TarTree>> TarTree::open_archive(const std::string& file, 
     if (r == ARCHIVE_EOF) break;
     if (r < ARCHIVE_WARN)
       return Error{"archive " + file + " is damaged after entry " + std::to_string(ordinal) + ": " +
-                   archive_error_string(a.get())};
+                   archive_message(a.get())};
     if (++ordinal > limits.max_archive_entries)
       return Error{"archive " + file + " has more than " + std::to_string(limits.max_archive_entries) + " entries"};
     const char* p = archive_entry_pathname(e);

@@ -25,6 +25,7 @@
 #include <unordered_map>
 
 #include "storage/digest.h"
+#include "storage/archive_error.h"
 #include "storage/fsutil.h"
 
 namespace moat {
@@ -649,7 +650,7 @@ class EntryWriter {
     for (;;) {
       int r = archive_read_data_block(a, &buf, &len, &off);
       if (r == ARCHIVE_EOF) break;
-      if (r < ARCHIVE_WARN) return Error{std::string("reading file data: ") + archive_error_string(a)};
+      if (r < ARCHIVE_WARN) return Error{std::string("reading file data: ") + archive_message(a)};
       const char* p = static_cast<const char*>(buf);
       while (len > 0) {
         ssize_t n = pwrite(fd, p, len, off);
@@ -773,7 +774,7 @@ Result<UnpackResult> unpack_layer(Reader& blob, const LayerDesc& expect, int dif
   archive_read_support_format_gnutar(a.get());
   if (archive_read_open(a.get(), &client, nullptr, pipe_read, nullptr) != ARCHIVE_OK) {
     if (client.err) return *client.err;
-    return Error{std::string("not a tar archive: ") + archive_error_string(a.get())};
+    return Error{std::string("not a tar archive: ") + archive_message(a.get())};
   }
   EntryWriter w(diff_dirfd, opt);
   archive_entry* e;
@@ -783,7 +784,7 @@ Result<UnpackResult> unpack_layer(Reader& blob, const LayerDesc& expect, int dif
     if (r == ARCHIVE_EOF) break;
     if (r < ARCHIVE_WARN) {
       if (client.err) return std::move(*client.err).context("after entry " + std::to_string(n));
-      return Error{"tar data is damaged after entry " + std::to_string(n) + ": " + archive_error_string(a.get())};
+      return Error{"tar data is damaged after entry " + std::to_string(n) + ": " + archive_message(a.get())};
     }
     ++n;
     const char* p = archive_entry_pathname(e);
@@ -822,7 +823,7 @@ Result<UnpackResult> import_rootfs(const std::string& path, int diff_dirfd, cons
   archive_read_disk_set_symlink_physical(a.get());
   // No owner-name lookups: the host's user database says nothing about the tree.
   if (archive_read_disk_open(a.get(), path.c_str()) != ARCHIVE_OK)
-    return Error{"cannot read " + path + ": " + archive_error_string(a.get())};
+    return Error{"cannot read " + path + ": " + archive_message(a.get())};
   EntryWriter w(diff_dirfd, opt);
   Sha256 content;
   std::unique_ptr<archive_entry, decltype(&archive_entry_free)> e(archive_entry_new(), archive_entry_free);
@@ -834,7 +835,7 @@ Result<UnpackResult> import_rootfs(const std::string& path, int diff_dirfd, cons
     archive_entry_clear(e.get());
     int r = archive_read_next_header2(a.get(), e.get());
     if (r == ARCHIVE_EOF) break;
-    if (r < ARCHIVE_WARN) return Error{"reading " + path + ": " + archive_error_string(a.get())};
+    if (r < ARCHIVE_WARN) return Error{"reading " + path + ": " + archive_message(a.get())};
     const char* p = archive_entry_pathname(e.get());
     std::string full = p ? p : "";
     std::string rel = full.size() > path.size() ? full.substr(path.size()) : "";

@@ -12,7 +12,7 @@
 //
 // This library knows nothing of the scanner: severities are kept as their
 // names (critical|high|medium|low|info) and rule ids as strings; the scanner's
-// check registry (scanner/checks.h) cross-checks the ids.
+// check registry (scanner/checks/checks.h) cross-checks the ids.
 #pragma once
 
 #include <cstdint>

@@ -18,6 +18,7 @@
 #include <cmath>
 #include <cctype>
 #include <cstring>
+#include <iterator>
 #include <mutex>
 #include <utility>
 
@@ -208,6 +209,7 @@ struct Found {
   uint64_t offset;
   uint32_t length;
   std::string redacted, fingerprint;
+  uint32_t context = 0;  // bytes of the whole match: how much the rule saw around the secret
 };
 
 // The state of one scan: a Vectorscan stream, candidate spans, and the
@@ -246,6 +248,7 @@ class Scan {
     MOAT_TRY(scan_parts(fresh, n));
     stats.bytes += n;
     confirm(text, len, text_abs, /*eof=*/false);
+    find_block_end(text, text_abs, text_abs + len);  // before these bytes leave the carry
     return ok_status();
   }
 
@@ -308,7 +311,7 @@ class Scan {
   }
 
   void confirm(const char* text, size_t len, uint64_t text_abs, bool eof) {
-    if (spans_.empty() || stats.stopped) return;
+    if ((spans_.empty() && held_.empty()) || stats.stopped) return;
     const uint64_t avail = text_abs + len;
     std::vector<Span> pending;
     std::vector<Found> found;
@@ -337,13 +340,26 @@ class Scan {
         std::string_view secret(m[1].data(), m[1].size());
         if (!accept(cr, std::string_view(m[0].data(), m[0].size()), secret)) continue;
         found.push_back({sp.rule, text_abs + static_cast<uint64_t>(m[1].data() - text),
-                         static_cast<uint32_t>(secret.size()), redact(secret), fingerprint(cr.rule->id, secret)});
+                         static_cast<uint32_t>(secret.size()), redact(secret), fingerprint(cr.rule->id, secret),
+                         static_cast<uint32_t>(me - ms)});
       }
+    }
+    // Findings held back by the last call, and those that may overlap a match
+    // decided only later: emit() must see both sides of an overlap at once.
+    for (auto& h : held_) found.push_back(std::move(h));
+    held_.clear();
+    if (!pending.empty()) {
+      uint64_t from = UINT64_MAX;
+      for (const Span& p : pending) from = std::min(from, p.lo);
+      auto keep = std::stable_partition(found.begin(), found.end(),
+                                        [&](const Found& f) { return f.offset < from; });  // from stays in the carry
+      std::move(keep, found.end(), std::back_inserter(held_));
+      found.erase(keep, found.end());
     }
     spans_.swap(pending);
     std::fill(open_.begin(), open_.end(), -1);
     for (size_t i = 0; i < spans_.size(); ++i) open_[spans_[i].rule] = static_cast<int>(i);
-    emit(found, text, text_abs);
+    emit(found, text, text_abs, avail);
   }
 
   bool accept(const CompiledRule& cr, std::string_view match, std::string_view secret) const {
@@ -361,22 +377,34 @@ class Scan {
     return true;
   }
 
-  // Drops generic findings that a specific rule also made on the same bytes,
-  // numbers lines, and hands findings to the sink in offset order.
-  void emit(std::vector<Found>& found, const char* text, uint64_t text_abs) {
+  // One secret at one place is one finding: of the findings whose secrets
+  // overlap, a specific rule beats a generic one; between two generic ones
+  // the one whose whole match is longer (it saw more of the context: a
+  // connection string, not just "Password=") wins; otherwise the rule listed
+  // first (files load in name order; a file lists its rules from the most
+  // to the least specific). Findings inside
+  // a key block (a rule with block_end) are dropped. Then lines are numbered
+  // and findings go to the sink in offset order.
+  void emit(std::vector<Found>& found, const char* text, uint64_t text_abs, uint64_t avail) {
     if (found.empty()) return;
     std::sort(found.begin(), found.end(), [](const Found& a, const Found& b) {
       return a.offset != b.offset ? a.offset < b.offset : a.rule < b.rule;
     });
+    auto outranks = [&](const Found& o, const Found& f) {
+      bool og = im_.rules[o.rule].rule->generic, fg = im_.rules[f.rule].rule->generic;
+      if (og != fg) return fg;
+      if (og && o.context != f.context) return o.context > f.context;
+      return o.rule < f.rule;
+    };
     uint64_t cursor = text_abs, lines = lines_before_;
     for (const Found& f : found) {
       const SecretRule* r = im_.rules[f.rule].rule;
-      if (r->generic) {
-        bool shadowed = std::any_of(found.begin(), found.end(), [&](const Found& o) {
-          return !im_.rules[o.rule].rule->generic && o.offset < f.offset + f.length && f.offset < o.offset + o.length;
-        });
-        if (shadowed) continue;
-      }
+      bool shadowed = std::any_of(found.begin(), found.end(), [&](const Found& o) {
+        return &o != &f && o.offset < f.offset + f.length && f.offset < o.offset + o.length && outranks(o, f);
+      });
+      if (shadowed) continue;
+      if (in_block(f.offset, text, text_abs, avail)) continue;
+      if (!r->block_end.empty()) open_block(f.offset + f.length, r->block_end, text, text_abs, avail);
       SecretFinding out;
       out.rule = r;
       out.rule_id = r->id;
@@ -407,7 +435,38 @@ class Scan {
   std::vector<Span>& spans_;
   std::vector<int>& open_;            // per rule: index of its open span, or -1
   std::vector<uint64_t>& watermark_;  // per rule: end of the last match taken
+  std::vector<Found> held_;           // confirmed, emitted with the pending matches they may overlap
   uint64_t lines_before_ = 0;        // newlines before the carry buffer
+
+  // The key block a block rule opened: [block_lo_, block_hi_), block_hi_ is
+  // UINT64_MAX while its end literal has not been seen yet.
+  std::string_view block_end_;
+  uint64_t block_lo_ = 0, block_hi_ = 0;
+  bool block_open_ = false;
+
+  void open_block(uint64_t from, std::string_view end, const char* text, uint64_t text_abs, uint64_t avail) {
+    block_open_ = true;
+    block_end_ = end;
+    block_lo_ = from;
+    block_hi_ = UINT64_MAX;
+    find_block_end(text, text_abs, avail);
+  }
+  // Looks for the end literal in text[block_lo_ .. avail) when it is unknown.
+  void find_block_end(const char* text, uint64_t text_abs, uint64_t avail) {
+    if (!block_open_ || block_hi_ != UINT64_MAX) return;
+    uint64_t from = std::max(block_lo_, text_abs);
+    if (from >= avail) return;
+    std::string_view hay(text + (from - text_abs), avail - from);
+    size_t at = hay.find(block_end_);
+    if (at != std::string_view::npos) block_hi_ = from + at;
+  }
+  bool in_block(uint64_t off, const char* text, uint64_t text_abs, uint64_t avail) {
+    if (!block_open_) return false;
+    find_block_end(text, text_abs, avail);
+    if (off >= block_lo_ && off < block_hi_) return true;
+    if (off >= block_hi_) block_open_ = false;
+    return false;
+  }
 };
 
 }  // namespace

@@ -25,7 +25,7 @@ using nlohmann::json;
 
 // Bumped whenever matching semantics change, so cached layer results made by
 // an older engine are not reused (it is part of RuleSet::version()).
-constexpr const char* kEngineVersion = "secrets-engine-1";
+constexpr const char* kEngineVersion = "secrets-engine-2";  // 2: one finding per span, key blocks
 
 const std::set<std::string> kSeverities = {"critical", "high", "medium", "low", "info"};
 
@@ -91,6 +91,7 @@ Result<SecretRule> parse_rule(const json& j, const std::string& origin, size_t i
   MOAT_ASSIGN_OR_RETURN(r.severity, get_string(j, "severity", true, where));
   MOAT_ASSIGN_OR_RETURN(r.pattern, get_string(j, "pattern", true, where));
   MOAT_ASSIGN_OR_RETURN(r.prefilter, get_string(j, "prefilter", false, where));
+  MOAT_ASSIGN_OR_RETURN(r.block_end, get_string(j, "block_end", false, where));
   MOAT_ASSIGN_OR_RETURN(r.keywords, get_strings(j, "keywords", where));
   MOAT_ASSIGN_OR_RETURN(r.allow, get_strings(j, "allow", where));
   MOAT_ASSIGN_OR_RETURN(r.allow_match, get_strings(j, "allow_match", where));
@@ -107,7 +108,8 @@ Result<SecretRule> parse_rule(const json& j, const std::string& origin, size_t i
   }
   static const std::set<std::string> known = {"id",       "title",     "category",         "severity",   "pattern",
                                               "prefilter", "keywords", "min_entropy",      "allow",      "allow_match", "generic",
-                                              "examples", "negative_examples", "references", "description"};
+                                              "examples", "negative_examples", "references", "description",
+                                              "block_end"};
   for (auto it = j.begin(); it != j.end(); ++it) {
     // An unknown key is most likely a misspelt optional one ("negative_example"),
     // which would silently switch a check off.
@@ -130,7 +132,7 @@ json rule_to_json(const SecretRule& r) {
   return json{{"id", r.id},         {"severity", r.severity},       {"pattern", r.pattern},
               {"prefilter", r.prefilter}, {"keywords", r.keywords}, {"min_entropy", r.min_entropy},
               {"allow", r.allow},   {"allow_match", r.allow_match}, {"generic", r.generic},         {"category", r.category},
-              {"examples", ex},     {"negative_examples", neg}};
+              {"examples", ex},     {"negative_examples", neg}, {"block_end", r.block_end}};
 }
 
 }  // namespace

@@ -44,6 +44,10 @@ struct SecretRule {
   // Generic rules (password=..., URLs with credentials) yield to a specific rule
   // that captured the same bytes, so one secret is reported once.
   bool generic = false;
+  // A rule for a block of text (a PEM private key) sets the literal that ends
+  // the block ("-----END"). Another rule's finding between this rule's
+  // finding and the end is dropped: base64 key material is not a token.
+  std::string block_end;
   std::vector<RuleExample> examples;
   std::vector<RuleExample> negative_examples;
   std::vector<std::string> references;

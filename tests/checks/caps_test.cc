@@ -1,4 +1,4 @@
-#include "scanner/caps.h"
+#include "scanner/checks/caps.h"
 
 #include <gtest/gtest.h>
 

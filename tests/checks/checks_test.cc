@@ -1,4 +1,4 @@
-#include "scanner/checks.h"
+#include "scanner/checks/checks.h"
 
 #include <gtest/gtest.h>
 

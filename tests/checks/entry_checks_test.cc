@@ -7,7 +7,7 @@
 
 #include <map>
 
-#include "scanner/checks.h"
+#include "scanner/checks/checks.h"
 #include "test_util.h"
 
 namespace moat {

@@ -1,4 +1,4 @@
-#include "scanner/findings.h"
+#include "scanner/report/findings.h"
 
 #include <gtest/gtest.h>
 

@@ -1,4 +1,5 @@
-#include "scanner/identity.h"
+#include "scanner/checks/accounts.h"
+#include "scanner/image/identity.h"
 
 #include <gtest/gtest.h>
 

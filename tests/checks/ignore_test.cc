@@ -1,4 +1,4 @@
-#include "scanner/ignore.h"
+#include "scanner/report/ignore.h"
 
 #include <gtest/gtest.h>
 

@@ -1,4 +1,4 @@
-#include "scanner/packages.h"
+#include "scanner/image/packages.h"
 
 #include <gtest/gtest.h>
 

@@ -1,4 +1,4 @@
-#include "scanner/report.h"
+#include "scanner/report/report.h"
 
 #include <gtest/gtest.h>
 #include <unistd.h>

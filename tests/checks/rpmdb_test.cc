@@ -1,7 +1,7 @@
 // rpm's database: the header parser on a real header (written by Debian's
 // rpm 4.18 into rpmdb.sqlite, data/rpm) and on hand-built hostile blobs, and
 // rpmdb.sqlite databases built here with the SQLite API.
-#include "scanner/rpmdb.h"
+#include "scanner/image/rpmdb.h"
 
 #include <gtest/gtest.h>
 #include <sqlite3.h>

@@ -1,4 +1,4 @@
-#include "scanner/sarif.h"
+#include "scanner/report/sarif.h"
 
 #include <gtest/gtest.h>
 #include <unistd.h>
@@ -6,7 +6,7 @@
 #include <nlohmann/json.hpp>
 #include <set>
 
-#include "scanner/checks.h"
+#include "scanner/checks/checks.h"
 #include "test_util.h"
 
 namespace moat {

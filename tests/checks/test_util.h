@@ -9,9 +9,9 @@
 #include <sstream>
 #include <string>
 
-#include "scanner/checks.h"
-#include "scanner/findings.h"
-#include "scanner/report.h"
+#include "scanner/checks/checks.h"
+#include "scanner/report/findings.h"
+#include "scanner/report/report.h"
 
 namespace moat::testing {
 

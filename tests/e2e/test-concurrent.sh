@@ -9,6 +9,11 @@
 #     once, the base unpacked once.
 #  3. `moat image prune` started while a pull is unpacking waits for it and
 #     removes nothing the pulled image uses.
+#  4. Eight `moat scan`s of overlapping images (sharing base layers) on one
+#     fresh store at once, as CI runners sharing a cache do: every one exits 0
+#     with a JSON report identical (apart from scan.duration_ms) to a clean
+#     scan of the same image on a private store; the store is whole after.
+#     CONCURRENT_BIG=1 (scripts/torture.sh) puts :big among them.
 source "$(dirname "$0")/lib.sh"
 need skopeo python3
 need_images
@@ -104,4 +109,28 @@ ra=0; wait $pa || ra=$?
 check_store "$S" 3
 run_moat 0 image pull -v --store "$S" "oci:$L:big"
 expect_err "0 layers unpacked, 3 reused"
+note "eight scans of overlapping images at once"
+norm() { python3 -c 'import json,sys; j=json.load(sys.stdin); j["scan"].pop("duration_ms",None); print(json.dumps(j,sort_keys=True))'; }
+imgs=("oci:$L:t" "oci:$L:other" "oci:$L:v1" "oci:$L:v2" "oci:$L:t" "oci:$L:other" "oci:$L:v2" "oci:$L:v1")
+[[ -f $IMAGES/buildah.tar ]] && imgs[7]="oci-archive:$IMAGES/buildah.tar"
+[[ ${CONCURRENT_BIG:-0} = 1 ]] && imgs[6]="oci:$L:big"
+declare -A want=()
+for img in "${imgs[@]}"; do
+  [[ -n ${want[$img]:-} ]] && continue
+  run_moat 0 scan --fail-on none --format json --store "$WORK/ref-store" "$img"
+  want[$img]=$(norm <"$WORK/out")
+done
+S=$WORK/eight
+pids=()
+for i in "${!imgs[@]}"; do
+  "$MOAT" scan --fail-on none --format json --store "$S" "${imgs[$i]}" >"$WORK/s$i.json" 2>"$WORK/s$i.err" & pids+=("$!"); BG_PIDS+=("$!")
+done
+for i in "${!pids[@]}"; do
+  rc=0; wait "${pids[$i]}" || rc=$?
+  [[ $rc -eq 0 ]] || { cat "$WORK/s$i.err" >&2; fail "concurrent scan $i of ${imgs[$i]} exited $rc"; }
+  [[ $(norm <"$WORK/s$i.json") == "${want[${imgs[$i]}]}" ]] || fail "concurrent scan $i of ${imgs[$i]}: report differs from a clean scan"
+  [[ ! -s $WORK/s$i.err ]] || { cat "$WORK/s$i.err" >&2; fail "concurrent scan $i wrote to stderr"; }
+done
+distinct=$(for img in "${!want[@]}"; do skopeo_diffids "$img"; done | sort -u | wc -l)
+check_store "$S" "$distinct"
 echo "PASS: $TEST_NAME"

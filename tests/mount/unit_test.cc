@@ -6,9 +6,9 @@
 #include <string>
 #include <vector>
 
-#include "scanner/merged_view.h"
-#include "scanner/namespace.h"
-#include "scanner/overlay.h"
+#include "scanner/session/merged_view.h"
+#include "scanner/session/namespace.h"
+#include "scanner/session/overlay.h"
 
 namespace moat {
 namespace {

@@ -1,6 +1,8 @@
 #!/usr/bin/env bash
-# make-debian-image.sh OUTDIR: a real, clean Debian 12 image built by
-# independent tools, for tests/scan/test-debian.sh.
+# make-debian-image.sh OUTDIR [PACKAGE,...]: a real, clean Debian 12 image
+# built by independent tools, for tests/scan/test-debian.sh (and, with extra
+# packages such as python3,git,openssh-server, for the secret precision test
+# tests/secrets/test-debian-tools.sh).
 #   OUTDIR/rootfs  the tree that is in the image (the reference for `find`, dpkg)
 #   OUTDIR/layout  an OCI image layout, tag `bookworm`, one layer, made by umoci
 #                  (made readable by everyone: the test users scan it)
@@ -19,7 +21,8 @@
 # mirror), 1 anything else (a bug: the caller must not pass).
 # Env: MOAT_TEST_CACHE, MOAT_DEBIAN_MIRROR (default http://deb.debian.org/debian).
 set -euo pipefail
-OUT=${1:?usage: $0 OUTDIR}
+OUT=${1:?usage: $0 OUTDIR [PACKAGE,...]}
+INCLUDE=${2:-}
 MIRROR=${MOAT_DEBIAN_MIRROR:-http://deb.debian.org/debian}
 CACHE=${MOAT_TEST_CACHE:-/var/cache/moat-tests}
 SUITE=bookworm
@@ -30,13 +33,14 @@ die() { echo "make-debian-image: $*" >&2; exit 1; }
 for t in umoci tar zstd; do command -v "$t" >/dev/null || skip "$t is not installed (scripts/install-deps.sh)"; done
 
 ARCH=$(dpkg --print-architecture)
-TARBALL=$CACHE/debian-$SUITE-minbase-$ARCH.tar.zst
+FLAVOUR=minbase${INCLUDE:+-${INCLUDE//,/-}}
+TARBALL=$CACHE/debian-$SUITE-$FLAVOUR-$ARCH.tar.zst
 # GNU tar, keeping everything a layer can carry: numeric owners, modes, xattrs, ACLs.
 TAR_KEEP=(--numeric-owner --xattrs --xattrs-include='*' --acls)
 
 mkdir -p "$CACHE"
 # One debootstrap at a time (tests may run concurrently); the others wait and reuse it.
-exec 9>"$CACHE/.debian-$SUITE.lock"
+exec 9>"$CACHE/.debian-$SUITE-$FLAVOUR.lock"
 flock 9
 if [[ ! -s $TARBALL ]]; then
   if ! command -v debootstrap >/dev/null; then
@@ -49,9 +53,9 @@ if [[ ! -s $TARBALL ]]; then
     skip "the mirror $MIRROR is unreachable"
   BS=$(mktemp -d "$CACHE/debootstrap.XXXXXX")
   LOG=$BS.log
-  echo "make-debian-image: debootstrap --variant=minbase $SUITE from $MIRROR (no cache in $CACHE)" >&2
+  echo "make-debian-image: debootstrap --variant=minbase ${INCLUDE:+--include=$INCLUDE }$SUITE from $MIRROR (no cache in $CACHE)" >&2
   t0=$SECONDS
-  if ! debootstrap --variant=minbase "$SUITE" "$BS/rootfs" "$MIRROR" >"$LOG" 2>&1; then
+  if ! debootstrap --variant=minbase ${INCLUDE:+--include="$INCLUDE"} "$SUITE" "$BS/rootfs" "$MIRROR" >"$LOG" 2>&1; then
     tail -n 20 "$LOG" >&2
     net=0
     # A download failure half-way is the network's fault; anything else is ours.
@@ -89,7 +93,7 @@ rm -rf "$R"/var/cache/apt/archives/*.deb "$R"/var/cache/apt/*.bin "$R"/var/lib/a
 mkdir -p "$R/var/lib/apt/lists/partial"
 rm -f "$R/etc/resolv.conf" "$R/etc/hostname"
 
-umoci repack --image "$L:$SUITE" --history.created_by "debootstrap --variant=minbase $SUITE" "$B" >/dev/null
+umoci repack --image "$L:$SUITE" --history.created_by "debootstrap --variant=minbase ${INCLUDE:+--include=$INCLUDE }$SUITE" "$B" >/dev/null
 umoci gc --layout "$L"
 mv "$R" "$OUT/rootfs"
 rm -rf "$B"

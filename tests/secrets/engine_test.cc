@@ -198,6 +198,54 @@ TEST(Engine, DecoysStaySilent) {
   for (const auto& f : c.all) ADD_FAILURE() << "decoy reported by " << f.rule_id << ": " << f.redacted << " line " << f.line;
 }
 
+// A vendor-shaped string inside a PEM key body is key material, not a token:
+// the key's block silences every other rule until -----END, in one chunk and
+// when the block straddles the 64 KiB chunk boundary; after the block a token
+// is found again.
+TEST(Engine, KeyBlockSilencesOtherRulesUntilItsEnd) {
+  std::mt19937 rng(7);
+  static const char* b64 = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
+  auto line = [&] {
+    std::string l;
+    while (l.size() < 64) l += b64[rng() % 64];
+    return l;
+  };
+  const std::string square = std::string("sq0c") + "sp-" + fake_token("", 43, 3).substr(0, 43);
+  for (size_t pad : {size_t{0}, size_t{65536 - 900}}) {
+    std::string key = "-----BEGIN RSA " + std::string("PRIVATE KEY-----\n") + "MIIEowIBAAKCAQEA" + line().substr(0, 48) + "\n";
+    for (int i = 0; i < 20; ++i) key += (i == 10 ? line().substr(0, 10) + square + "/" + line().substr(0, 10) : line()) + "\n";
+    key += "-----END RSA PRIVATE KEY-----\n";
+    std::string text = std::string(pad, '#') + "\n" + key + "TOKEN=" + github_pat(11) + "\n";
+    Collected c;
+    auto st = scanner().scan_buffer(text.data(), text.size(), c.sink());
+    ASSERT_TRUE(st.ok());
+    EXPECT_EQ(c.count("private-key.rsa"), 1u) << "pad " << pad;
+    EXPECT_EQ(c.count("square.oauth-secret"), 0u) << "pad " << pad;
+    EXPECT_EQ(c.count("github.pat.classic"), 1u) << "pad " << pad;
+    // The same lines without the key's header: the token shape is found.
+    std::string bare = text.substr(text.find('\n', text.find("-----BEGIN")) + 1);
+    EXPECT_EQ(scan_text(bare).count("square.oauth-secret"), 1u) << "pad " << pad;
+  }
+}
+
+// One secret at one place is one finding: a vendor rule beats the generic
+// line rules on the same value, and of two generic rules one remains.
+TEST(Engine, OverlappingRulesGiveOneFinding) {
+  const std::string pat = github_pat(12);
+  auto c = scan_text("export GITHUB_TOKEN=\"" + pat + "\"\n");
+  ASSERT_EQ(c.all.size(), 1u);
+  EXPECT_EQ(c.all[0].rule_id, "github.pat.classic");
+  auto g = scan_text(std::string("export DB_PASS") + "WORD=\"MoatFake7Qx2LrT9bN\"\n");
+  ASSERT_EQ(g.all.size(), 1u);
+  EXPECT_EQ(g.all[0].rule_id, "generic.env-assignment");
+  // A match decided only at the end of the input (the token ends the text)
+  // still meets the generic one on the same value.
+  auto e = scan_text("password = " + std::string("SG.") + fake_token("", 22, 5).substr(0, 22) + "." +
+                     fake_token("", 43, 6).substr(0, 43));
+  ASSERT_EQ(e.all.size(), 1u);
+  EXPECT_EQ(e.all[0].rule_id, "sendgrid.api-key");
+}
+
 TEST(Engine, RedactionNeverShowsTheWholeSecret) {
   for (size_t n = 1; n < 200; ++n) {
     std::string s = fake_token("", n, static_cast<unsigned>(n)).substr(0, n);

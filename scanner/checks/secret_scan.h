@@ -1,0 +1,87 @@
+// Secrets in an image: every regular file of every layer (not only the merged
+// view: a key added in one layer and deleted in the next still ships), and
+// the image config (Env, Labels, every history created_by).
+//
+// Per layer, the raw hits (path, rule, line, redacted text, secret
+// fingerprint) depend only on the layer's bytes and the rule set, so they are
+// cached in the layer's own directory of the store as
+//   layers/<hex>/secrets-<rules version hex, 16 digits>.json
+// (written atomically; a damaged file is ignored and rewritten; it goes away
+// with the layer). A second image on the same base layers scans only its own
+// layers; a rule change gives a new version and a fresh scan, and the other
+// versions' files are removed when the new one is written.
+//
+// Whether a hit is `deleted`, and the owner, mode and package it reports,
+// depend on the image it is seen in, so they are decided per scan from the
+// merged view, never cached.
+#pragma once
+
+#include <string>
+#include <vector>
+
+#include "rules/secrets/engine.h"
+#include "scanner/report/findings.h"
+#include "scanner/image/identity.h"
+#include "scanner/session/merged_view.h"
+#include "scanner/image/packages.h"
+#include "storage/result.h"
+#include "storage/store.h"
+
+namespace moat {
+
+// One secret found in one layer's file (what the cache holds).
+struct LayerSecretHit {
+  std::string path;     // absolute in the image
+  std::string rule_id;
+  uint64_t line = 0;    // 1-based; 0 in binary content
+  std::string redacted;
+  std::string secret_fp;  // secrets::fingerprint(rule, secret)
+};
+
+struct LayerSecrets {
+  std::vector<LayerSecretHit> hits;    // sorted by path, line, rule
+  std::vector<std::string> errors;     // files that could not be read
+  uint64_t files = 0, bytes = 0;
+  bool cached = false;                 // came from the cache
+};
+
+// Scans (or reads from the cache) one layer of the store. Files are scanned
+// in parallel (oneTBB), each streamed whole through the engine.
+Result<LayerSecrets> scan_layer_secrets(const Store& store, const std::string& diff_id,
+                                        const secrets::SecretScanner& scanner);
+// The same for a tree given by its root fd and its index, without a cache
+// (an in-place dir: scan, inplace.h).
+Result<LayerSecrets> scan_tree_secrets(int root_fd, const std::vector<IndexEntry>& idx,
+                                       const secrets::SecretScanner& scanner);
+
+struct SecretScanContext {
+  const Store& store;
+  const ImageRecord& img;
+  const MergedView& view;
+  const Identity& identity;
+  const PackageDb& packages;
+  const secrets::SecretScanner& scanner;
+  bool verbose = false;
+  // Set for an in-place scan of an unpacked tree (inplace.h): the image's
+  // only layer is the tree itself (view.diff_dir(0)), indexed by this walk.
+  const std::vector<IndexEntry>* in_place_index = nullptr;
+};
+
+// Every layer's secrets as findings (category secret), with `deleted` set
+// for copies a later layer removed or replaced, plus the config's.
+Result<std::vector<Finding>> secret_findings(const SecretScanContext& ctx, std::vector<std::string>& errors);
+
+// The image config's Env values, Labels and history lines (target config).
+Result<std::vector<Finding>> config_secret_findings(const ImageRecord& img, const secrets::SecretScanner& scanner);
+
+// The history line a report may show: every secret the rules find in a
+// created_by replaced by its redacted form. The report prints each layer's
+// created_by, and a token passed with ARG or on a RUN line sits right there.
+std::string redact_text(const std::string& text, const secrets::SecretScanner& scanner);
+
+// `img` with every history created_by (in the config document and in the
+// layer records) passed through redact_text(): what the report, the config
+// checks and the layer references get, so no output holds a whole secret.
+ImageRecord redact_history(const ImageRecord& img, const secrets::SecretScanner& scanner);
+
+}  // namespace moat

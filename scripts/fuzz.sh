@@ -1,0 +1,121 @@
+#!/usr/bin/env bash
+# Runs moat's libFuzzer targets (tests/fuzz/, docs/fuzzing.md).
+#
+#   scripts/fuzz.sh [TARGET|all] [SECONDS]   fuzz one target or each in turn (default: all, 60 s each)
+#   scripts/fuzz.sh --smoke                  every target for a short time (CI: ctest fuzz.smoke)
+#   scripts/fuzz.sh --list                   the target names
+#
+# Builds what is missing first: a clang build with -DMOAT_FUZZ=ON in
+# $FUZZ_BUILD (default build-fuzz), the seed corpora (scripts/fuzz-corpus.sh)
+# in $FUZZ_BUILD/corpus. New inputs go to $FUZZ_BUILD/work/TARGET, crashes,
+# leaks, timeouts (an input taking longer than $FUZZ_TIMEOUT s, default 1) and
+# out-of-memory inputs (over $FUZZ_RSS_MB, default 2048) to
+# $FUZZ_BUILD/crashes/TARGET/, logs to $FUZZ_BUILD/logs/TARGET.log. The exit
+# status is non-zero when any target found anything; copy the input to
+# tests/fuzz/regressions/TARGET/ when fixing it (ctest replays that folder).
+# $FUZZ_JOBS targets run side by side (default 1); everything runs under nice.
+# Exits 77 when clang or its libFuzzer runtime is missing.
+set -euo pipefail
+ROOT=$(cd "$(dirname "$0")/.." && pwd)
+B=${FUZZ_BUILD:-$ROOT/build-fuzz}
+[[ $B = /* ]] || B=$ROOT/$B
+TIMEOUT=${FUZZ_TIMEOUT:-1}
+RSS=${FUZZ_RSS_MB:-2048}
+JOBS=${FUZZ_JOBS:-1}
+
+TARGETS=(unpack_tar unpack_compressed oci_layout docker_manifest image_archive dpkg apk rpm_header rpm_sqlite rpm_bdb
+         accounts moatignore secret_rules secret_scan small_formats)
+dict_of() {
+  case $1 in
+    unpack_tar|unpack_compressed) echo tar ;;
+    image_archive) echo tar json ;;
+    oci_layout|docker_manifest) echo json ;;
+    dpkg|apk|accounts) echo packages ;;
+    moatignore) echo ignore ;;
+    secret_rules) echo rules ;;
+    rpm_*) echo rpm ;;
+  esac
+}
+
+target=${1:-all}
+seconds=${2:-60}
+case $target in
+  --list) printf '%s\n' "${TARGETS[@]}"; exit 0 ;;
+  --smoke) target=all; seconds=${FUZZ_SMOKE_SECONDS:-10}; JOBS=${FUZZ_JOBS:-2}; TIMEOUT=${FUZZ_TIMEOUT:-5} ;;
+  -h|--help) sed -n '2,20p' "$0" | sed 's/^# \{0,1\}//'; exit 0 ;;
+esac
+if [[ $target = all ]]; then
+  run=("${TARGETS[@]}")
+else
+  printf '%s\n' "${TARGETS[@]}" | grep -qx "$target" || { echo "fuzz.sh: no target \"$target\" (scripts/fuzz.sh --list)" >&2; exit 2; }
+  run=("$target")
+fi
+
+if ! command -v clang++ >/dev/null || ! ls /usr/lib/llvm-*/lib/clang/*/lib/linux/libclang_rt.fuzzer-x86_64.a >/dev/null 2>&1; then
+  echo "fuzz.sh: clang with its libFuzzer runtime is not installed (apt-get install clang libclang-rt-14-dev): skipped" >&2
+  exit 77
+fi
+
+# ---- build (incremental) ----
+if [[ ! -f $B/build.ninja ]]; then
+  # -O1 with line tables: what libFuzzer recommends, and quicker to build than -O2.
+  CC=clang CXX=clang++ cmake -S "$ROOT" -B "$B" -G Ninja -DMOAT_FUZZ=ON -DMOAT_BUILD_TESTS=OFF \
+    -DMOAT_BUILD_BENCHMARKS=OFF -DMOAT_WERROR=ON -DCMAKE_BUILD_TYPE=Fuzz \
+    -DCMAKE_C_FLAGS="-O1 -gline-tables-only" -DCMAKE_CXX_FLAGS="-O1 -gline-tables-only" \
+    $(command -v ccache >/dev/null && echo -DCMAKE_CXX_COMPILER_LAUNCHER=ccache -DCMAKE_C_COMPILER_LAUNCHER=ccache) >/dev/null
+fi
+nice ninja -C "$B" -j"${FUZZ_BUILD_JOBS:-$(nproc)}" fuzz_targets moat-fixture >/dev/null
+
+# ---- seed corpora (regenerated when the script or the hand seeds change) ----
+stamp=$(cat "$ROOT/scripts/fuzz-corpus.sh" | sha256sum | cut -c1-16)-$(find "$ROOT/tests/fuzz/seeds" -type f | sort | xargs cat | sha256sum | cut -c1-16)
+if [[ ! -f $B/corpus/.stamp || $(cat "$B/corpus/.stamp") != "$stamp" ]]; then
+  rm -rf "$B/corpus"
+  ASAN_OPTIONS=detect_leaks=0 bash "$ROOT/scripts/fuzz-corpus.sh" "$B/tests/fixture/moat-fixture" "$B/corpus" >/dev/null
+  echo "$stamp" >"$B/corpus/.stamp"
+fi
+
+# ---- run ----
+mkdir -p "$B/logs" "$B/dict"
+fuzz_one() {
+  local t=$1 secs=$2
+  local crashes=$B/crashes/$t/ work=$B/work/$t dict=()
+  mkdir -p "$crashes" "$work"
+  local d
+  d=$(dict_of "$t")
+  if [[ -n $d ]]; then
+    (for x in $d; do cat "$ROOT/tests/fuzz/dict/$x.dict"; done) >"$B/dict/$t.dict"
+    dict=(-dict="$B/dict/$t.dict")
+  fi
+  local dirs=("$work" "$B/corpus/$t")
+  [[ -d $ROOT/tests/fuzz/regressions/$t ]] && dirs+=("$ROOT/tests/fuzz/regressions/$t")
+  # A timeout on this shared machine can be load, not a hang: an input that
+  # timed out is replayed; when it then runs within the limit it is moved to
+  # crashes/T/unreproduced/ and fuzzing goes on for the time left.
+  local left=$secs execs=0 rc n t0 art
+  : >"$B/logs/$t.log"
+  while ((left > 0)); do
+    rc=0 t0=$SECONDS
+    ls "$crashes" | sort >"$B/logs/$t.before"
+    (cd "$B" && nice "$B/tests/fuzz/fuzz_$t" -max_total_time="$left" -timeout="$TIMEOUT" \
+        -rss_limit_mb="$RSS" -max_len=65536 -print_final_stats=1 -artifact_prefix="$crashes" "${dict[@]}" "${dirs[@]}") \
+        >>"$B/logs/$t.log" 2>&1 || rc=$?
+    n=$(grep -o 'stat::number_of_executed_units: [0-9]*' "$B/logs/$t.log" | tail -1 | awk '{print $2}')
+    execs=$((execs + ${n:-0}))
+    left=$((left - (SECONDS - t0)))
+    art=$(ls "$crashes" | sort | comm -13 "$B/logs/$t.before" - | head -1)
+    [[ $rc -eq 0 && -z $art ]] && continue
+    if [[ $art == timeout-* ]] && (cd "$B" && "$B/tests/fuzz/fuzz_$t" -runs=3 -timeout="$TIMEOUT" "$crashes/$art") >/dev/null 2>&1; then
+      mkdir -p "$crashes/unreproduced"
+      mv "$crashes/$art" "$crashes/unreproduced/"
+      echo "note $t: $art took over ${TIMEOUT} s once but not when replayed (machine load): kept in $crashes/unreproduced/"
+      continue
+    fi
+    echo "FAIL $t: ${execs} executions in $((secs - left)) s, exit $rc, finding $crashes$art (log: $B/logs/$t.log)"
+    grep -m3 -E 'ERROR|SUMMARY|invariant' "$B/logs/$t.log" | sed 's/^/    /'
+    return 1
+  done
+  echo "ok   $t: ${execs} executions in ${secs} s, corpus $(ls "$work" | wc -l) inputs"
+}
+export -f fuzz_one dict_of
+export B ROOT TIMEOUT RSS
+printf '%s\n' "${run[@]}" | xargs -P "$JOBS" -I{} bash -c 'fuzz_one "$1" "$2"' _ {} "$seconds"

@@ -1,0 +1,64 @@
+// Fuzz target: the secret engine (rules/secrets/engine.h) with the built-in
+// rules over arbitrary bytes, and redact_text() (scanner/checks/secret_scan.h), which
+// every history line of a report goes through.
+//
+// Invariants: every finding lies inside the input, its fingerprint is that of
+// the bytes it covers, its redacted text does not hold the whole secret, and
+// redact_text() leaves no whole secret behind (unless the same bytes also
+// occur elsewhere in the input, outside every finding).
+#include "rules/secrets/engine.h"
+#include "scanner/checks/secret_scan.h"
+#include "tests/fuzz/fuzz_util.h"
+
+using namespace moat;
+
+namespace {
+
+const secrets::SecretScanner& scanner() {
+  static std::unique_ptr<secrets::SecretScanner> s = [] {
+    auto rules = secrets::load_builtin_rules();
+    MOAT_FUZZ_ASSERT(rules.ok(), "built-in rules do not load");
+    auto sc = secrets::SecretScanner::create(std::move(*rules));
+    MOAT_FUZZ_ASSERT(sc.ok(), "built-in rules do not compile");
+    return std::move(*sc);
+  }();
+  return *s;
+}
+
+}  // namespace
+
+extern "C" int LLVMFuzzerInitialize(int*, char***) {
+  (void)scanner();
+  return 0;
+}
+
+extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
+  std::string text(reinterpret_cast<const char*>(data), size);
+  // Binary input is scanned as `strings` sees it (engine.h): with a NUL in
+  // the first 64 KiB chunk, every byte outside printable ASCII and tab reads
+  // as '\n'. Findings are about those bytes.
+  std::string seen = text;
+  if (size <= 65536 && text.find('\0') != std::string::npos)
+    for (char& c : seen)
+      if (!((c >= 0x20 && c < 0x7f) || c == '\t')) c = '\n';
+  std::vector<std::string> secrets_found;
+  auto st = scanner().scan_buffer(text.data(), text.size(), [&](const secrets::SecretFinding& f) {
+    MOAT_FUZZ_ASSERT(f.offset <= text.size() && f.length <= text.size() - f.offset, "a finding outside the input");
+    std::string_view s = std::string_view(seen).substr(f.offset, f.length);
+    MOAT_FUZZ_ASSERT(f.fingerprint == secrets::fingerprint(f.rule_id, s), "a fingerprint of other bytes");
+    MOAT_FUZZ_ASSERT(f.length == 0 || f.redacted.find(s) == std::string::npos, "a redacted text holds the secret");
+    secrets_found.emplace_back(s);
+    return secrets::SinkAction::kContinue;
+  });
+  MOAT_FUZZ_ASSERT(st.ok(), "scanning a buffer failed");
+  if (secrets_found.empty()) return 0;
+  std::string red = redact_text(text, scanner());
+  for (const auto& s : secrets_found) {
+    if (s.size() < 8 || s.find('*') != std::string::npos) continue;
+    if (text.find(s) == std::string::npos) continue;  // a secret of mapped binary bytes
+    size_t first = text.find(s);
+    if (text.find(s, first + 1) != std::string::npos) continue;  // the bytes occur twice
+    MOAT_FUZZ_ASSERT(red.find(s) == std::string::npos, "redact_text left a whole secret");
+  }
+  return 0;
+}

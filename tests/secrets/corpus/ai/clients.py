@@ -1,0 +1,5 @@
+import os
+
+ANTHROPIC_API_KEY = "sk-ant-api03-_35e-B5aQlCGx7qhWtCSk4GhVHxVULL5U15d30kmT3BlbkFJoFvnVwgCBzsFGWktyZSvTiI_aY7K5xWFej8Te4ehAjuqOAA"
+OPENROUTER_KEY = "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"
+OPENAI_API_KEY = os.environ["OPENAI_API_KEY"]

@@ -1,0 +1,3 @@
+// checkout page
+const stripe = Stripe('pk_live_51pnVh8knpo7EOxIqtYVH4HE57aEWRgPdg9ZCsmbWs');
+const elements = stripe.elements();

@@ -264,6 +264,9 @@ int cmd_scan(const ScanArgs& a, const Common& o) {
   // dir: of an unpacked tree is scanned where it is (scanner/session/inplace.h).
   auto inplace = in_place_target(a.image, o.limits);
   if (!inplace) return report_error(a.image, inplace.error());
+  if (*inplace && a.mount_mode != "auto" && !o.quiet)
+    std::fprintf(stderr, "moat: note: --mount %s does not apply: an unpacked dir: tree is scanned in place\n",
+                 a.mount_mode.c_str());
   // The trust gate: a rejected image is reported without a single layer fetched.
   std::optional<trust::TrustResult> trusted;
   auto decide = [&](const ImageDesc& desc) -> Status {
@@ -498,7 +501,10 @@ int run(int argc, char** argv) {
   std::string image, mount_mode = "auto";
   ScanArgs sa;
   auto* scan = app.add_subcommand("scan", "Scan an image (pulls what the store lacks)");
-  scan->add_option("IMAGE", sa.image, "The image to scan")->required();
+  scan->add_option("IMAGE", sa.image,
+                   "The image to scan; dir: of an unpacked tree is scanned in place (nothing copied into the "
+                   "store, owners as on disk)")
+      ->required();
   scan->add_option("-f,--format", sa.format, "Report format: table, json (moat.report/v1), sarif (SARIF 2.1.0)")
       ->check(CLI::IsMember({"table", "json", "sarif"}))->capture_default_str();
   scan->add_option("-o,--output", sa.output, "Write the report to FILE instead of stdout");

@@ -14,6 +14,9 @@
 #endif
 
 #include <algorithm>
+#include <condition_variable>
+#include <mutex>
+#include <thread>
 #include <cstring>
 #include <map>
 #include <optional>
@@ -36,6 +39,61 @@ constexpr size_t kOutBuf = 1 << 18;
 // zlib's speed on this project's benchmark image, benchmarks/README.md), by
 // zlib otherwise. Both check every member's CRC-32 and ISIZE; the blob digest
 // and diffID are computed the same way around either.
+// The diffID's SHA-256 on a thread of its own, one chunk behind the inflate:
+// the tar is hashed while the next chunk is inflated and the previous one is
+// written out. Hashing the tar is about a sixth of a gzip layer's CPU time,
+// and the largest layer is the critical path of a pull. One chunk is in flight
+// at most: submit() waits for the previous one.
+class BackgroundHasher {
+ public:
+  explicit BackgroundHasher(Sha256& h) : h_(h), thread_([this] { run(); }) {}
+  ~BackgroundHasher() {
+    {
+      std::lock_guard<std::mutex> g(mu_);
+      stop_ = true;
+    }
+    cv_.notify_all();
+    thread_.join();  // a chunk in flight is finished first
+  }
+  BackgroundHasher(const BackgroundHasher&) = delete;
+  BackgroundHasher& operator=(const BackgroundHasher&) = delete;
+
+  void submit(const char* p, size_t n) {
+    std::unique_lock<std::mutex> l(mu_);
+    cv_.wait(l, [this] { return !busy_; });
+    p_ = p;
+    n_ = n;
+    busy_ = true;
+    cv_.notify_all();
+  }
+  // Returns once every submitted chunk is hashed.
+  void wait() {
+    std::unique_lock<std::mutex> l(mu_);
+    cv_.wait(l, [this] { return !busy_; });
+  }
+
+ private:
+  void run() {
+    std::unique_lock<std::mutex> l(mu_);
+    for (;;) {
+      cv_.wait(l, [this] { return busy_ || stop_; });
+      if (!busy_) return;  // stop, nothing in flight
+      l.unlock();
+      h_.update(p_, n_);
+      l.lock();
+      busy_ = false;
+      cv_.notify_all();
+    }
+  }
+  Sha256& h_;
+  std::mutex mu_;
+  std::condition_variable cv_;
+  const char* p_ = nullptr;
+  size_t n_ = 0;
+  bool busy_ = false, stop_ = false;
+  std::thread thread_;  // last: started after everything it uses
+};
+
 #ifdef MOAT_HAVE_ISAL
 // ISA-L's inflate state holds its 32 KiB window and tables: heap, not stack.
 struct IsalState {
@@ -48,7 +106,11 @@ struct IsalState {
 class Pipeline {
  public:
   Pipeline(Reader& src, Compression declared, const UnpackOptions& opt)
-      : src_(src), declared_(declared), opt_(opt), in_(new char[kInBuf]), out_(new char[kOutBuf]) {}
+      : src_(src),
+        declared_(declared),
+        opt_(opt),
+        in_(new char[kInBuf]),
+        outs_{std::unique_ptr<char[]>(new char[kOutBuf]), std::unique_ptr<char[]>(new char[kOutBuf])} {}
   ~Pipeline() {
     if (z_init_) inflateEnd(&z_);
     if (zs_) ZSTD_freeDStream(zs_);
@@ -68,6 +130,7 @@ class Pipeline {
       return Error{std::string("media type says ") + compression_name(declared_) + " but the blob is " +
                    compression_name(magic)};
     comp_ = magic;
+    if (comp_ != Compression::None) hasher_ = std::make_unique<BackgroundHasher>(diff_hash_);
     if (comp_ == Compression::Gzip) {
 #ifdef MOAT_HAVE_ISAL
       isal_ = new IsalState;
@@ -108,11 +171,18 @@ class Pipeline {
           return size_t{0};
         }
         MOAT_ASSIGN_OR_RETURN(produced, decompress());
-        *buf = out_.get();
+        *buf = out();
         if (produced == 0) continue;
       }
       tar_size_ += produced;
-      diff_hash_.update(*buf, produced);
+      if (hasher_) {
+        // Inflated chunks alternate between two buffers: the hasher reads
+        // this one while the next is inflated into the other.
+        hasher_->submit(*buf, produced);
+        cur_ ^= 1;
+      } else {
+        diff_hash_.update(*buf, produced);
+      }
       if (opt_.cancel && opt_.cancel->load()) return Error{"cancelled"};
       if (opt_.image_bytes) {
         uint64_t total = opt_.image_bytes->fetch_add(produced) + produced;
@@ -134,7 +204,10 @@ class Pipeline {
   }
 
   std::string blob_digest() { return blob_hash_.finish(); }
-  std::string diff_id() { return diff_hash_.finish(); }
+  std::string diff_id() {
+    if (hasher_) hasher_->wait();
+    return diff_hash_.finish();
+  }
   uint64_t blob_size() const { return blob_size_; }
   uint64_t tar_size() const { return tar_size_; }
   Compression compression() const { return comp_; }
@@ -173,7 +246,7 @@ class Pipeline {
     }
     st.next_in = reinterpret_cast<uint8_t*>(in_.get() + in_pos_);
     st.avail_in = static_cast<uint32_t>(in_len_ - in_pos_);
-    st.next_out = reinterpret_cast<uint8_t*>(out_.get());
+    st.next_out = reinterpret_cast<uint8_t*>(out());
     st.avail_out = kOutBuf;
     int r = isal_inflate(&st);
     in_pos_ = in_len_ - st.avail_in;  // at a member's end, ISA-L hands back the bytes after its trailer
@@ -206,7 +279,7 @@ class Pipeline {
       }
       z_.next_in = reinterpret_cast<Bytef*>(in_.get() + in_pos_);
       z_.avail_in = static_cast<uInt>(in_len_ - in_pos_);
-      z_.next_out = reinterpret_cast<Bytef*>(out_.get());
+      z_.next_out = reinterpret_cast<Bytef*>(out());
       z_.avail_out = kOutBuf;
       int r = inflate(&z_, Z_NO_FLUSH);
       in_pos_ = in_len_ - z_.avail_in;
@@ -215,7 +288,7 @@ class Pipeline {
       return kOutBuf - z_.avail_out;
     }
     ZSTD_inBuffer in{in_.get(), in_len_, in_pos_};
-    ZSTD_outBuffer out{out_.get(), kOutBuf, 0};
+    ZSTD_outBuffer out{this->out(), kOutBuf, 0};
     size_t r = ZSTD_decompressStream(zs_, &out, &in);
     if (ZSTD_isError(r)) return Error{std::string("zstd data is corrupt: ") + ZSTD_getErrorName(r)};
     in_pos_ = in.pos;
@@ -226,7 +299,10 @@ class Pipeline {
   Reader& src_;
   Compression declared_, comp_ = Compression::None;
   const UnpackOptions& opt_;
-  std::unique_ptr<char[]> in_, out_;
+  char* out() { return outs_[cur_].get(); }  // where the next chunk is inflated
+  std::unique_ptr<char[]> in_;
+  std::unique_ptr<char[]> outs_[2];
+  int cur_ = 0;
   size_t in_pos_ = 0, in_len_ = 0;
   bool src_eof_ = false, stream_done_ = false;
   z_stream z_{};
@@ -236,6 +312,7 @@ class Pipeline {
   IsalState* isal_ = nullptr;  // owned
 #endif
   Sha256 blob_hash_, diff_hash_;
+  std::unique_ptr<BackgroundHasher> hasher_;  // after what it uses: destroyed (joined) first
   uint64_t blob_size_ = 0, tar_size_ = 0;
 };
 

@@ -16,9 +16,9 @@ PKGS=(
   # independent producers of real images and helpers used by the tests
   skopeo umoci podman buildah uidmap fuse-overlayfs debootstrap
   zstd gzip tar python3 python3-jsonschema jq attr libcap2-bin procps util-linux
-  docker-registry openssl  # a loopback TLS registry: tests/cstorage/test-bare-names.sh, tests/registry
+  docker-registry openssl apache2-utils  # a loopback TLS registry with htpasswd: tests/registry, tests/cstorage, tests/trust
   rpm db5.3-util  # rpmbuild, rpm --root, db5.3_load for the rpm images (tests/scan/test-rpm.sh)
-  docker-registry openssl  # trust tests: a loopback registry, sigstore signatures made with openssl (tests/trust/)
+  clang libclang-rt-14-dev  # libFuzzer with ASan/UBSan: tests/fuzz, scripts/fuzz.sh (fuzz.smoke in CI)
 )
 
 missing=()

@@ -7,6 +7,7 @@
 
 #include "rules/policy/policy.h"
 #include "scanner/image/rpmdb.h"
+#include "storage/base64.h"
 
 namespace moat {
 
@@ -168,32 +169,6 @@ void add_dpkg_md5sums(PackageDb& db, const std::string& package, std::string_vie
 
 namespace {
 
-std::optional<std::string> base64_decode(std::string_view in) {
-  auto val = [](char c) -> int {
-    if (c >= 'A' && c <= 'Z') return c - 'A';
-    if (c >= 'a' && c <= 'z') return c - 'a' + 26;
-    if (c >= '0' && c <= '9') return c - '0' + 52;
-    if (c == '+') return 62;
-    if (c == '/') return 63;
-    return -1;
-  };
-  while (!in.empty() && in.back() == '=') in.remove_suffix(1);
-  std::string out;
-  uint32_t acc = 0;
-  int bits = 0;
-  for (char c : in) {
-    int v = val(c);
-    if (v < 0) return std::nullopt;
-    acc = (acc << 6) | static_cast<uint32_t>(v);
-    bits += 6;
-    if (bits >= 8) {
-      bits -= 8;
-      out.push_back(static_cast<char>((acc >> bits) & 0xff));
-    }
-  }
-  return out;
-}
-
 std::string to_hex(std::string_view bytes) {
   static const char* d = "0123456789abcdef";
   std::string out;
@@ -213,7 +188,7 @@ std::optional<ExpectedDigest> parse_apk_checksum(std::string_view z) {
   if (z[1] == '1') algo = DigestAlgo::Sha1, want = 20;
   else if (z[1] == '2') algo = DigestAlgo::Sha256, want = 32;
   else return std::nullopt;
-  auto raw = base64_decode(z.substr(2));
+  auto raw = base64_decode_lenient(z.substr(2));
   if (!raw || raw->size() != want) return std::nullopt;
   return ExpectedDigest{algo, to_hex(*raw), {}};
 }

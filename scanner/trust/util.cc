@@ -37,56 +37,6 @@ Result<nlohmann::json> parse_strict_json(std::string_view bytes, const std::stri
   }
 }
 
-std::optional<std::string> base64_decode(std::string_view in) {
-  auto val = [](char c) -> int {
-    if (c >= 'A' && c <= 'Z') return c - 'A';
-    if (c >= 'a' && c <= 'z') return c - 'a' + 26;
-    if (c >= '0' && c <= '9') return c - '0' + 52;
-    if (c == '+') return 62;
-    if (c == '/') return 63;
-    return -1;
-  };
-  if (in.size() % 4 != 0) return std::nullopt;
-  std::string out;
-  out.reserve(in.size() / 4 * 3);
-  for (size_t i = 0; i < in.size(); i += 4) {
-    int v[4];
-    int pad = 0;
-    for (int k = 0; k < 4; ++k) {
-      char c = in[i + k];
-      if (c == '=') {
-        if (i + 4 != in.size() || k < 2) return std::nullopt;
-        v[k] = 0;
-        ++pad;
-      } else {
-        if (pad) return std::nullopt;  // data after padding
-        v[k] = val(c);
-        if (v[k] < 0) return std::nullopt;
-      }
-    }
-    uint32_t n = (uint32_t(v[0]) << 18) | (uint32_t(v[1]) << 12) | (uint32_t(v[2]) << 6) | uint32_t(v[3]);
-    out.push_back(char((n >> 16) & 0xff));
-    if (pad < 2) out.push_back(char((n >> 8) & 0xff));
-    if (pad < 1) out.push_back(char(n & 0xff));
-  }
-  return out;
-}
-
-std::string base64_encode(std::string_view in) {
-  static const char* a = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
-  std::string out;
-  for (size_t i = 0; i < in.size(); i += 3) {
-    uint32_t n = uint32_t(uint8_t(in[i])) << 16;
-    if (i + 1 < in.size()) n |= uint32_t(uint8_t(in[i + 1])) << 8;
-    if (i + 2 < in.size()) n |= uint32_t(uint8_t(in[i + 2]));
-    out.push_back(a[(n >> 18) & 63]);
-    out.push_back(a[(n >> 12) & 63]);
-    out.push_back(i + 1 < in.size() ? a[(n >> 6) & 63] : '=');
-    out.push_back(i + 2 < in.size() ? a[n & 63] : '=');
-  }
-  return out;
-}
-
 Result<std::string> read_file_limited(const std::string& path, size_t max_bytes, bool nofollow) {
   Fd fd(::open(path.c_str(), O_RDONLY | O_CLOEXEC | O_NOCTTY | O_NONBLOCK | (nofollow ? O_NOFOLLOW : 0)));
   if (!fd.valid()) return sys_error("open " + path);

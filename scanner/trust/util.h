@@ -3,6 +3,8 @@
 // bounded file reads, printable text for reports.
 #pragma once
 
+#include "storage/base64.h"  // base64_decode (strict, as Go writes it), base64_encode
+
 #include <nlohmann/json.hpp>
 #include <optional>
 #include <string>
@@ -16,9 +18,6 @@ namespace moat::trust {
 // trailing data is an Error naming `what`.
 Result<nlohmann::json> parse_strict_json(std::string_view bytes, const std::string& what);
 
-// RFC 4648 standard alphabet with padding (Go's base64.StdEncoding); nullopt when malformed.
-std::optional<std::string> base64_decode(std::string_view in);
-std::string base64_encode(std::string_view in);
 
 // Reads a regular file of at most max_bytes; larger files are an Error with sys_errno EFBIG.
 // `nofollow`: a symlink as the last component is an Error (ELOOP), so a file

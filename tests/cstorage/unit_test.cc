@@ -10,6 +10,7 @@
 #include <cstdlib>
 #include <fstream>
 
+#include "storage/base64.h"
 #include "storage/reference.h"
 #include "storage/sources/containers_storage/config.h"
 #include "storage/sources/containers_storage/source.h"
@@ -168,8 +169,8 @@ TEST(BigData, FileNamesAsContainersStorage) {
 TEST(TarSplit, Helpers) {
   EXPECT_EQ(*base64_decode("aGVsbG8="), "hello");
   EXPECT_EQ(*base64_decode(""), "");
-  EXPECT_FALSE(base64_decode("a=bc").ok());
-  EXPECT_FALSE(base64_decode("abc").ok());
+  EXPECT_FALSE(base64_decode("a=bc").has_value());
+  EXPECT_FALSE(base64_decode("abc").has_value());
   // CRC-64/GO-ISO check value (Go's crc64.ISO table, as tar-split uses).
   EXPECT_EQ(crc64_iso(0, "123456789", 9), 0xB90956C775A41001ULL);
   EXPECT_EQ(crc64_iso(crc64_iso(0, "he", 2), "llo", 3), crc64_iso(0, "hello", 5));  // streaming

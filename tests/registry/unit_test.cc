@@ -7,6 +7,7 @@
 
 #include <fstream>
 
+#include "storage/base64.h"
 #include "storage/reference.h"
 #include "storage/sources/registry/credentials.h"
 #include "storage/sources/registry/docker_ref.h"
@@ -175,7 +176,7 @@ class AuthFiles : public ::testing::Test {
     std::ofstream(p) << text;
   }
   static std::string entry(const std::string& user, const std::string& pass) {
-    return "{\"auth\": \"" + registry::base64_encode(user + ":" + pass) + "\"}";
+    return "{\"auth\": \"" + base64_encode(user + ":" + pass) + "\"}";
   }
   std::string dir_, old_home_;
 };
@@ -226,8 +227,8 @@ TEST_F(AuthFiles, IdentityTokenAndDamage) {
 
 TEST(Base64, RoundTrip) {
   for (std::string s : {"", "a", "ab", "abc", "user:pässwörd"}) {
-    auto d = registry::base64_decode(registry::base64_encode(s));
-    ASSERT_TRUE(d.ok());
+    auto d = base64_decode_lenient(base64_encode(s));
+    ASSERT_TRUE(d.has_value());
     EXPECT_EQ(*d, s);
   }
 }

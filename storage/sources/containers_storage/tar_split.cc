@@ -8,6 +8,7 @@
 #include <cstring>
 #include <nlohmann/json.hpp>
 
+#include "storage/base64.h"
 #include "storage/fsutil.h"
 #include "storage/sources/containers_storage/config.h"
 
@@ -59,40 +60,6 @@ uint64_t crc64_iso(uint64_t crc, const void* data, size_t n) {
   crc = ~crc;
   for (size_t i = 0; i < n; ++i) crc = kCrc.t[static_cast<uint8_t>(crc) ^ p[i]] ^ (crc >> 8);
   return ~crc;
-}
-
-Result<std::string> base64_decode(const std::string& in) {
-  auto val = [](char c) -> int {
-    if (c >= 'A' && c <= 'Z') return c - 'A';
-    if (c >= 'a' && c <= 'z') return c - 'a' + 26;
-    if (c >= '0' && c <= '9') return c - '0' + 52;
-    if (c == '+') return 62;
-    if (c == '/') return 63;
-    return -1;
-  };
-  if (in.size() % 4 != 0) return Error{"invalid base64 (length)"};
-  std::string out;
-  out.reserve(in.size() / 4 * 3);
-  for (size_t i = 0; i < in.size(); i += 4) {
-    int v[4];
-    int pad = 0;
-    for (int k = 0; k < 4; ++k) {
-      char c = in[i + k];
-      if (c == '=' && i + 4 == in.size() && k >= 2) {
-        v[k] = 0;
-        ++pad;
-        continue;
-      }
-      if (pad) return Error{"invalid base64 (padding)"};
-      v[k] = val(c);
-      if (v[k] < 0) return Error{"invalid base64 character"};
-    }
-    uint32_t w = (uint32_t(v[0]) << 18) | (uint32_t(v[1]) << 12) | (uint32_t(v[2]) << 6) | uint32_t(v[3]);
-    out += static_cast<char>(w >> 16);
-    if (pad < 2) out += static_cast<char>((w >> 8) & 0xff);
-    if (pad < 1) out += static_cast<char>(w & 0xff);
-  }
-  return out;
 }
 
 bool beneath_path(const std::string& name, std::string& out) {
@@ -222,7 +189,7 @@ struct TarSplitReader::Impl {
       if (e.contains("payload") && !e["payload"].is_null()) {
         if (!e["payload"].is_string()) return err("tar-split line " + std::to_string(entries) + ": payload is not a string");
         auto p = base64_decode(e["payload"].get_ref<const std::string&>());
-        if (!p) return err("tar-split line " + std::to_string(entries) + ": payload: " + p.error().message);
+        if (!p) return err("tar-split line " + std::to_string(entries) + ": payload is not valid base64");
         payload = std::move(p).value();
       }
       if (type == 2) {
@@ -235,7 +202,7 @@ struct TarSplitReader::Impl {
       std::string name;
       if (e.contains("name_raw") && e["name_raw"].is_string()) {
         auto p = base64_decode(e["name_raw"].get_ref<const std::string&>());
-        if (!p) return err("tar-split line " + std::to_string(entries) + ": name_raw: " + p.error().message);
+        if (!p) return err("tar-split line " + std::to_string(entries) + ": name_raw is not valid base64");
         name = std::move(p).value();
       } else if (e.contains("name") && e["name"].is_string()) {
         name = e["name"].get<std::string>();

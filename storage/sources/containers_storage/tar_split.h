@@ -66,6 +66,5 @@ class TarSplitReader : public Reader {
 // ("./a//b" -> "a/b", leading '/' dropped); false for a name with "..".
 bool beneath_path(const std::string& name, std::string& out);
 
-Result<std::string> base64_decode(const std::string& in);
 
 }  // namespace moat::cstorage

@@ -9,6 +9,7 @@
 #include <nlohmann/json.hpp>
 #include <thread>
 
+#include "storage/base64.h"
 #include "storage/digest.h"
 #include "storage/fsutil.h"
 #include "storage/sources/registry/certs.h"

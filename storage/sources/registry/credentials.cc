@@ -12,52 +12,12 @@
 #include <cstdlib>
 #include <nlohmann/json.hpp>
 
+#include "storage/base64.h"
 #include "storage/fsutil.h"
 
 namespace moat::registry {
 
 using json = nlohmann::json;
-
-std::string base64_encode(const std::string& in) {
-  static const char* t = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
-  std::string out;
-  size_t i = 0;
-  for (; i + 2 < in.size(); i += 3) {
-    uint32_t v = (uint8_t(in[i]) << 16) | (uint8_t(in[i + 1]) << 8) | uint8_t(in[i + 2]);
-    out += t[v >> 18]; out += t[(v >> 12) & 63]; out += t[(v >> 6) & 63]; out += t[v & 63];
-  }
-  if (i + 1 == in.size()) {
-    uint32_t v = uint8_t(in[i]) << 16;
-    out += t[v >> 18]; out += t[(v >> 12) & 63]; out += "==";
-  } else if (i + 2 == in.size()) {
-    uint32_t v = (uint8_t(in[i]) << 16) | (uint8_t(in[i + 1]) << 8);
-    out += t[v >> 18]; out += t[(v >> 12) & 63]; out += t[(v >> 6) & 63]; out += '=';
-  }
-  return out;
-}
-
-Result<std::string> base64_decode(const std::string& in) {
-  std::string out;
-  uint32_t acc = 0;
-  int bits = 0;
-  for (char c : in) {
-    int v;
-    if (c >= 'A' && c <= 'Z') v = c - 'A';
-    else if (c >= 'a' && c <= 'z') v = c - 'a' + 26;
-    else if (c >= '0' && c <= '9') v = c - '0' + 52;
-    else if (c == '+' || c == '-') v = 62;
-    else if (c == '/' || c == '_') v = 63;
-    else if (c == '=' || c == '\n' || c == '\r') continue;
-    else return Error{"invalid base64"};
-    acc = (acc << 6) | v;
-    bits += 6;
-    if (bits >= 8) {
-      bits -= 8;
-      out += char((acc >> bits) & 0xff);
-    }
-  }
-  return out;
-}
 
 namespace {
 
@@ -83,7 +43,7 @@ Result<std::optional<Credential>> from_entry(const json& e, const std::string& s
   Credential c;
   c.source = source;
   if (e.contains("auth") && e["auth"].is_string() && !e["auth"].get<std::string>().empty()) {
-    auto dec = base64_decode(e["auth"].get<std::string>());
+    auto dec = base64_decode_lenient(e["auth"].get<std::string>());
     if (!dec) return Error{source + ": the \"auth\" value is not valid base64"}.with_hint("log in again: podman login HOST");
     size_t c2 = dec->find(':');
     if (c2 == std::string::npos) return Error{source + ": the \"auth\" value is not USER:PASSWORD"}.with_hint("log in again: podman login HOST");

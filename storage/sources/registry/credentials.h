@@ -37,7 +37,5 @@ Result<CredentialSearch> find_credentials(const std::string& registry, const std
 // Runs `docker-credential-NAME get` for `server` (exposed for tests).
 Result<std::optional<Credential>> run_credential_helper(const std::string& name, const std::string& server);
 
-std::string base64_encode(const std::string& in);
-Result<std::string> base64_decode(const std::string& in);
 
 }  // namespace moat::registry

@@ -135,6 +135,33 @@ Result<KeyMaterial> path_or_data(const json& j, const std::string& pk, const std
   return key_data(j[dk], dk, w);
 }
 
+// The one of NAMEPath, NAMEPaths, NAMEData, NAMEDatas that `j` holds (the
+// caller has checked there is at most one) appended to `out`: sigstoreSigned
+// reads its keys ("key...") and its Rekor keys ("rekorPublicKey...") alike.
+// `number_datas`: name each NAMEDatas entry by its position.
+Status read_keys(const json& j, const std::string& name, const std::string& w, std::vector<KeyMaterial>& out,
+                 bool number_datas) {
+  const std::string path = name + "Path", paths = name + "Paths", data = name + "Data", datas = name + "Datas";
+  if (j.contains(path)) {
+    MOAT_ASSIGN_OR_RETURN(KeyMaterial k, key_path(j, path, w));
+    out.push_back(std::move(k));
+  } else if (j.contains(paths)) {
+    MOAT_ASSIGN_OR_RETURN(auto ps, get_strings(j, paths, w));
+    for (auto& p : ps) out.push_back(KeyMaterial{paths + " " + p, p, {}});
+  } else if (j.contains(data)) {
+    MOAT_ASSIGN_OR_RETURN(KeyMaterial k, key_data(j[data], data, w));
+    out.push_back(std::move(k));
+  } else if (j.contains(datas)) {
+    if (!j[datas].is_array() || j[datas].empty()) return Error{w + ": \"" + datas + "\" contains no entries"};
+    for (const auto& e : j[datas]) {
+      MOAT_ASSIGN_OR_RETURN(KeyMaterial k, key_data(e, datas, w));
+      if (number_datas) k.origin = datas + " #" + std::to_string(out.size() + 1);
+      out.push_back(std::move(k));
+    }
+  }
+  return ok_status();
+}
+
 Result<Requirement> parse_sigstore(const json& j, const std::string& w) {
   MOAT_TRY(only_keys(j, {"type", "keyPath", "keyPaths", "keyData", "keyDatas", "fulcio", "rekorPublicKeyPath",
                          "rekorPublicKeyPaths", "rekorPublicKeyData", "rekorPublicKeyDatas", "pki", "signedIdentity"},
@@ -144,22 +171,8 @@ Result<Requirement> parse_sigstore(const json& j, const std::string& w) {
   int n = j.contains("keyPath") + j.contains("keyPaths") + j.contains("keyData") + j.contains("keyDatas") +
           j.contains("fulcio") + j.contains("pki");
   if (n != 1) return Error{w + ": exactly one of keyPath, keyPaths, keyData, keyDatas, fulcio, and pki must be specified"};
-  if (j.contains("keyPath")) {
-    MOAT_ASSIGN_OR_RETURN(KeyMaterial k, key_path(j, "keyPath", w));
-    r.keys.push_back(std::move(k));
-  } else if (j.contains("keyPaths")) {
-    MOAT_ASSIGN_OR_RETURN(auto ps, get_strings(j, "keyPaths", w));
-    for (auto& p : ps) r.keys.push_back(KeyMaterial{"keyPaths " + p, p, {}});
-  } else if (j.contains("keyData")) {
-    MOAT_ASSIGN_OR_RETURN(KeyMaterial k, key_data(j["keyData"], "keyData", w));
-    r.keys.push_back(std::move(k));
-  } else if (j.contains("keyDatas")) {
-    if (!j["keyDatas"].is_array() || j["keyDatas"].empty()) return Error{w + ": \"keyDatas\" contains no entries"};
-    for (const auto& e : j["keyDatas"]) {
-      MOAT_ASSIGN_OR_RETURN(KeyMaterial k, key_data(e, "keyDatas", w));
-      k.origin = "keyDatas #" + std::to_string(r.keys.size() + 1);
-      r.keys.push_back(std::move(k));
-    }
+  if (!j.contains("fulcio") && !j.contains("pki")) {
+    MOAT_TRY(read_keys(j, "key", w, r.keys, true));
   } else if (j.contains("fulcio")) {
     std::string fw = w + ": fulcio";
     const json& f = j["fulcio"];
@@ -198,23 +211,7 @@ Result<Requirement> parse_sigstore(const json& j, const std::string& w) {
   if (rn > 1)
     return Error{w + ": at most one of rekorPublicKeyPath, rekorPublicKeyPaths, rekorPublicKeyData and "
                      "rekorPublicKeyDatas can be used simultaneously"};
-  if (j.contains("rekorPublicKeyPath")) {
-    MOAT_ASSIGN_OR_RETURN(KeyMaterial k, key_path(j, "rekorPublicKeyPath", w));
-    r.rekor_keys.push_back(std::move(k));
-  } else if (j.contains("rekorPublicKeyPaths")) {
-    MOAT_ASSIGN_OR_RETURN(auto ps, get_strings(j, "rekorPublicKeyPaths", w));
-    for (auto& p : ps) r.rekor_keys.push_back(KeyMaterial{"rekorPublicKeyPaths " + p, p, {}});
-  } else if (j.contains("rekorPublicKeyData")) {
-    MOAT_ASSIGN_OR_RETURN(KeyMaterial k, key_data(j["rekorPublicKeyData"], "rekorPublicKeyData", w));
-    r.rekor_keys.push_back(std::move(k));
-  } else if (j.contains("rekorPublicKeyDatas")) {
-    if (!j["rekorPublicKeyDatas"].is_array() || j["rekorPublicKeyDatas"].empty())
-      return Error{w + ": \"rekorPublicKeyDatas\" contains no entries"};
-    for (const auto& e : j["rekorPublicKeyDatas"]) {
-      MOAT_ASSIGN_OR_RETURN(KeyMaterial k, key_data(e, "rekorPublicKeyDatas", w));
-      r.rekor_keys.push_back(std::move(k));
-    }
-  }
+  MOAT_TRY(read_keys(j, "rekorPublicKey", w, r.rekor_keys, false));
   if (r.fulcio && r.rekor_keys.empty())
     return Error{w + ": at least one of rekorPublicKeyPath, rekorPublicKeyPaths, rekorPublicKeyData and "
                      "rekorPublicKeyDatas must be specified if fulcio is used"};

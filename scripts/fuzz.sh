@@ -13,7 +13,13 @@
 # $FUZZ_BUILD/crashes/TARGET/, logs to $FUZZ_BUILD/logs/TARGET.log. The exit
 # status is non-zero when any target found anything; copy the input to
 # tests/fuzz/regressions/TARGET/ when fixing it (ctest replays that folder).
-# $FUZZ_JOBS targets run side by side (default 1); everything runs under nice.
+# $FUZZ_JOBS targets run side by side (default 1); everything runs under
+# nice -n $FUZZ_NICE (default 10).
+#
+# Campaigns (docs/fuzzing.md): FUZZ_CLOCK=cpu makes SECONDS the fuzzer's own
+# CPU seconds rather than wall time, FUZZ_MAX_EXECS=N stops a target after N
+# executions, whichever comes first:
+#   FUZZ_CLOCK=cpu FUZZ_MAX_EXECS=10000000 FUZZ_NICE=19 scripts/fuzz.sh all 3600
 # Exits 77 when clang or its libFuzzer runtime is missing.
 set -euo pipefail
 ROOT=$(cd "$(dirname "$0")/.." && pwd)
@@ -22,6 +28,9 @@ B=${FUZZ_BUILD:-$ROOT/build-fuzz}
 TIMEOUT=${FUZZ_TIMEOUT:-1}
 RSS=${FUZZ_RSS_MB:-2048}
 JOBS=${FUZZ_JOBS:-1}
+CLOCK=${FUZZ_CLOCK:-wall}       # cpu: SECONDS are the fuzzer's own CPU seconds (campaigns)
+MAX_EXECS=${FUZZ_MAX_EXECS:-0}  # stop a target after this many executions (0: no limit)
+NICE=${FUZZ_NICE:-10}
 
 TARGETS=(unpack_tar unpack_compressed oci_layout docker_manifest image_archive dpkg apk rpm_header rpm_sqlite rpm_bdb
          accounts moatignore secret_rules secret_scan small_formats)
@@ -91,17 +100,35 @@ fuzz_one() {
   # A timeout on this shared machine can be load, not a hang: an input that
   # timed out is replayed; when it then runs within the limit it is moved to
   # crashes/T/unreproduced/ and fuzzing goes on for the time left.
-  local left=$secs execs=0 rc n t0 art
+  local left=$secs execs=0 rc n t0 art cpu_total=0 start=$SECONDS
   : >"$B/logs/$t.log"
   while ((left > 0)); do
     rc=0 t0=$SECONDS
     ls "$crashes" | sort >"$B/logs/$t.before"
-    (cd "$B" && nice "$B/tests/fuzz/fuzz_$t" -max_total_time="$left" -timeout="$TIMEOUT" \
+    local limit=(-max_total_time="$left")
+    [[ $CLOCK = cpu ]] && limit=(-max_total_time=$((left * 100)))
+    ((MAX_EXECS > 0)) && limit+=(-runs=$((MAX_EXECS - execs)))
+    (cd "$B" && exec nice -n "$NICE" "$B/tests/fuzz/fuzz_$t" "${limit[@]}" -timeout="$TIMEOUT" \
         -rss_limit_mb="$RSS" -max_len=65536 -print_final_stats=1 -artifact_prefix="$crashes" "${dict[@]}" "${dirs[@]}") \
-        >>"$B/logs/$t.log" 2>&1 || rc=$?
+        >>"$B/logs/$t.log" 2>&1 &
+    local pid=$! used=0
+    if [[ $CLOCK = cpu ]]; then
+      # Budget in CPU seconds of the fuzzer itself, so a campaign niced
+      # behind other work still gets its full hour; SIGINT makes libFuzzer
+      # print its final stats and exit 72.
+      while kill -0 "$pid" 2>/dev/null; do
+        sleep 2
+        used=$(awk -v hz="$(getconf CLK_TCK)" '{printf "%d", ($14 + $15) / hz}' "/proc/$pid/stat" 2>/dev/null || echo "$used")
+        ((used >= left)) && kill -INT "$pid" 2>/dev/null && break
+      done
+    fi
+    wait "$pid" || rc=$?
+    [[ $rc -eq 72 ]] && rc=0
     n=$(grep -o 'stat::number_of_executed_units: [0-9]*' "$B/logs/$t.log" | tail -1 | awk '{print $2}')
     execs=$((execs + ${n:-0}))
-    left=$((left - (SECONDS - t0)))
+    if [[ $CLOCK = cpu ]]; then left=$((left - used)); cpu_total=$((cpu_total + used))
+    else left=$((left - (SECONDS - t0))); fi
+    ((MAX_EXECS > 0 && execs >= MAX_EXECS)) && left=0
     art=$(ls "$crashes" | sort | comm -13 "$B/logs/$t.before" - | head -1)
     [[ $rc -eq 0 && -z $art ]] && continue
     if [[ $art == timeout-* ]] && (cd "$B" && "$B/tests/fuzz/fuzz_$t" -runs=3 -timeout="$TIMEOUT" "$crashes/$art") >/dev/null 2>&1; then
@@ -114,8 +141,12 @@ fuzz_one() {
     grep -m3 -E 'ERROR|SUMMARY|invariant' "$B/logs/$t.log" | sed 's/^/    /'
     return 1
   done
-  echo "ok   $t: ${execs} executions in ${secs} s, corpus $(ls "$work" | wc -l) inputs"
+  if [[ $CLOCK = cpu ]]; then
+    echo "ok   $t: ${execs} executions in ${cpu_total} s of CPU, corpus $(ls "$work" | wc -l) inputs"
+  else
+    echo "ok   $t: ${execs} executions in $((SECONDS - start)) s, corpus $(ls "$work" | wc -l) inputs"
+  fi
 }
 export -f fuzz_one dict_of
-export B ROOT TIMEOUT RSS
+export B ROOT TIMEOUT RSS CLOCK MAX_EXECS NICE
 printf '%s\n' "${run[@]}" | xargs -P "$JOBS" -I{} bash -c 'fuzz_one "$1" "$2"' _ {} "$seconds"

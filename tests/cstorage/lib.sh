@@ -14,14 +14,8 @@ SRC_ROOT=$(cd "$CS_DIR/../.." && pwd)
 LIB=$SRC_ROOT/tests/lib
 TEST_NAME=$(basename "$0" .sh)
 
-skip() { echo "SKIP: $TEST_NAME: $*" >&2; exit 77; }
-fail() { echo "FAIL: $TEST_NAME: $*" >&2; exit 1; }
-note() { echo "== $*" >&2; }
-need() {
-  local t
-  for t in "$@"; do command -v "$t" >/dev/null 2>&1 || skip "$t is not installed (scripts/install-deps.sh)"; done
-}
-[[ $(id -u) -eq 0 ]] || skip "needs root to create the test users and drop to them"
+source "$LIB/common.sh"
+need_root
 need podman buildah skopeo jq setpriv newuidmap
 bash "$LIB/rootless-users.sh"
 

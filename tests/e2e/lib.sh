@@ -11,14 +11,7 @@ E2E_DIR=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
 py() { python3 "$E2E_DIR/e2e.py" "$@"; }
 TEST_NAME=$(basename "$0" .sh)
 
-skip() { echo "SKIP: $TEST_NAME: $*" >&2; exit 77; }
-fail() { echo "FAIL: $TEST_NAME: $*" >&2; exit 1; }
-note() { echo "== $*" >&2; }
-
-need() {
-  local t
-  for t in "$@"; do command -v "$t" >/dev/null 2>&1 || skip "$t is not installed (scripts/install-deps.sh)"; done
-}
+source "$E2E_DIR/../lib/common.sh"
 
 need_images() {
   [[ -f $IMAGES/READY ]] || skip "the e2e images were not made (see the e2e.images test: umoci/skopeo missing?)"

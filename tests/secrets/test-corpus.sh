@@ -22,9 +22,9 @@ set -euo pipefail
 MOAT=${1:?usage: $0 MOAT_BINARY FIXTURE_BINARY}
 FIXTURE=${2:?usage: $0 MOAT_BINARY FIXTURE_BINARY}
 HERE=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
-skip() { echo "SKIP: secrets.corpus: $*" >&2; exit 77; }
-fail() { echo "FAIL: secrets.corpus: $*" >&2; exit 1; }
-for t in python3 jq; do command -v "$t" >/dev/null || skip "$t is not installed"; done
+TEST_NAME=secrets.corpus
+source "$HERE/../lib/common.sh"
+need python3 jq
 
 W=$(mktemp -d /tmp/moat-secrets-corpus.XXXXXX)
 trap 'rm -rf "$W"' EXIT

@@ -18,10 +18,10 @@
 set -euo pipefail
 MOAT=${1:?usage: $0 MOAT_BINARY}
 HERE=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
-skip() { echo "SKIP: secrets.debian-tools: $*" >&2; exit 77; }
-fail() { echo "FAIL: secrets.debian-tools: $*" >&2; exit 1; }
+TEST_NAME=secrets.debian-tools
+source "$HERE/../lib/common.sh"
 [[ $(id -u) -eq 0 ]] || skip "needs root (debootstrap)"
-for t in jq umoci; do command -v "$t" >/dev/null || skip "$t is not installed"; done
+need jq umoci
 
 W=$(mktemp -d /tmp/moat-secrets-debian.XXXXXX)
 trap 'rm -rf "$W"' EXIT

@@ -264,28 +264,19 @@ Result<ImageRecord> Store::pull(const ImageSource& src, const PullOptions& opt, 
     if (opt.observer) w->on_file = opt.observer->layer_started(d.layers[w->layer].diff_id, w->diff_fd.get());
     work.push_back(std::move(w));
   }
-  // One arena for the pull: a slot per layer brought in at once, and with an
-  // observer, slots of its own where its queued work runs beside the unpacking
-  // (a separate arena of the observer's got no oneTBB worker while the
-  // pull's arena had one idle: measured with benchmarks/registry.sh).
+  // The arena: a slot per layer brought in at once (no more: oneTBB keeps
+  // workers in idle slots), and with an observer, its slots too (store.h).
   const int extra = opt.observer ? std::max(1, opt.observer->threads()) : 0;
   const int cores = static_cast<int>(tbb::this_task_arena::max_concurrency());
   const int layer_slots = std::max(1, std::min(opt.jobs > 0 ? opt.jobs : cores, static_cast<int>(work.size())));
   std::optional<tbb::global_control> gc;
-  std::optional<tbb::task_arena> arena;
+  std::optional<tbb::task_arena> own_arena;
+  tbb::task_arena* arena = nullptr;
   if (opt.jobs > 0 || opt.observer) {
     // Downloads wait on the network more than on a core: allow more threads than cores.
     gc.emplace(tbb::global_control::max_allowed_parallelism, static_cast<size_t>(std::max(opt.jobs, cores) + extra));
-    arena.emplace(layer_slots + extra);
+    arena = opt.observer ? &opt.observer->arena(layer_slots) : &own_arena.emplace(layer_slots);
   }
-  if (opt.observer) opt.observer->attach(&*arena);
-  // Whatever the outcome, the observer's work queued in the arena ends before it goes.
-  struct Drain {
-    PullObserver* o;
-    ~Drain() {
-      if (o) o->drain();
-    }
-  } drain{opt.observer};
   auto discard_all = [&] {
     if (opt.observer) opt.observer->abandon();  // its queued reads of these directories first
     for (auto& w : work) (void)remove_tree(tmp_fd.get(), w->tmp_name);
@@ -317,7 +308,11 @@ Result<ImageRecord> Store::pull(const ImageSource& src, const PullOptions& opt, 
     if (opt.on_layer) opt.on_layer("unpacked " + layer_name(w->layer) + ", " + human_bytes(w->result.tar_size));
   };
   if (arena) {
-    arena->execute([&] { tbb::parallel_for_each(work.begin(), work.end(), unpack_one); });
+    // Isolated: waiting for the other layers, this thread runs no observer
+    // work, which could hold it long after the last layer is in.
+    arena->execute([&] {
+      tbb::this_task_arena::isolate([&] { tbb::parallel_for_each(work.begin(), work.end(), unpack_one); });
+    });
   } else {
     tbb::parallel_for_each(work.begin(), work.end(), unpack_one);
   }

@@ -62,14 +62,16 @@ struct LayerInfo {
 class PullObserver {
  public:
   virtual ~PullObserver() = default;
-  // oneTBB threads the observer's work may use beside the unpacking ones: the
-  // pull's arena gets that many more slots (and the process-wide limit rises).
+  // oneTBB threads the observer's work may use beside the unpacking ones (the
+  // pull raises the process-wide limit by this much while it runs).
   virtual int threads() const = 0;
-  // The pull's arena, where the observer queues its work (task_arena::enqueue)
-  // from now until drain(), which the pull calls before it returns: waits,
-  // inside the arena, for the work queued there.
-  virtual void attach(tbb::task_arena* arena) = 0;
-  virtual void drain() = 0;
+  // The arena the pull unpacks in, with `layer_slots` slots for its layers and
+  // threads() more, where the observer queues its own work
+  // (task_arena::enqueue): one arena, since a separate arena of the
+  // observer's got no oneTBB worker while the pull's had an idle slot
+  // (measured with benchmarks/registry.sh). It is the observer's: its work
+  // may go on after the pull has returned.
+  virtual tbb::task_arena& arena(int layer_slots) = 0;
   // A layer starts unpacking into `diff_fd`, a directory in tmp/ that becomes
   // the layer's diff/ when published (the fd stays valid across the rename).
   // Returns what to call, on the unpacking thread, as each regular file is

@@ -65,28 +65,25 @@ void SecretPrefetch::enqueue(std::function<void()> f) {
   else queued_.push_back(std::move(f));
 }
 
-void SecretPrefetch::attach(tbb::task_arena* arena) {
+tbb::task_arena& SecretPrefetch::arena(int layer_slots) {
   std::lock_guard<std::mutex> g(arena_mu_);
-  arena_ = arena;
+  if (!arena_) arena_.emplace(layer_slots + threads_);
   for (auto& f : queued_) arena_->enqueue(group_.defer(std::move(f)));
   queued_.clear();
+  return *arena_;
 }
 
 void SecretPrefetch::wait() {
   tbb::task_arena* a;
   {
     std::lock_guard<std::mutex> g(arena_mu_);
-    a = arena_;
+    a = arena_ ? &*arena_ : nullptr;
   }
   if (a) a->execute([this] { group_.wait(); });
   else group_.wait();
 }
 
-void SecretPrefetch::drain() {
-  wait();
-  std::lock_guard<std::mutex> g(arena_mu_);
-  arena_ = nullptr;
-}
+
 
 std::shared_ptr<SecretPrefetch::Layer> SecretPrefetch::find(const std::string& diff_id) {
   std::lock_guard<std::mutex> g(mu_);

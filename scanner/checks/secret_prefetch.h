@@ -3,9 +3,10 @@
 //
 // Store::pull tells this observer (store.h: PullObserver) about each regular
 // file the moment the unpacker has written it; files are collected into
-// batches and queued in the pull's oneTBB arena, where slots of their own run
-// them (never an unpacking thread: it only queues), overlapping the download
-// of the rest of the layer and of the other layers. A layer already in the
+// batches and queued in the arena the pull unpacks in, where slots of their
+// own run them (never an unpacking thread: it only queues), overlapping the
+// download of the rest of the layer and of the other layers, and, once the
+// pull has returned, the mount and the other checks. A layer already in the
 // store is scanned (or read from its cache) in the same way.
 //
 // When a layer is published with its final index, what the batches saw is
@@ -27,6 +28,7 @@
 #include <map>
 #include <memory>
 #include <mutex>
+#include <optional>
 #include <string>
 #include <vector>
 
@@ -46,8 +48,7 @@ class SecretPrefetch final : public PullObserver {
   ~SecretPrefetch() noexcept override;  // abandons what is queued and waits for what runs
 
   int threads() const override { return threads_; }
-  void attach(tbb::task_arena* arena) override;
-  void drain() override;
+  tbb::task_arena& arena(int layer_slots) override;
   std::function<void(const IndexEntry&)> layer_started(const std::string& diff_id, int diff_fd) override;
   void layer_unpacked(const std::string& diff_id) override;
   void layer_published(const std::string& diff_id, const std::vector<IndexEntry>& index,
@@ -78,8 +79,8 @@ class SecretPrefetch final : public PullObserver {
   std::mutex mu_;
   std::map<std::string, std::shared_ptr<Layer>> layers_;
   std::mutex arena_mu_;
-  tbb::task_arena* arena_ = nullptr;           // the pull's, between attach() and drain()
-  std::vector<std::function<void()>> queued_;  // work queued with no arena attached
+  std::optional<tbb::task_arena> arena_;       // made by the pull's first call of arena()
+  std::vector<std::function<void()>> queued_;  // work queued before there was an arena
   tbb::task_group group_;
 };
 

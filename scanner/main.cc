@@ -78,7 +78,7 @@ void add_pull_options(CLI::App* c, Common& o) {
   c->add_option("--tls-verify", o.tls_verify, "docker://: true|false; false skips TLS verification (default true unless registries.conf says insecure)")
       ->check(CLI::IsMember({"true", "false"}));
   c->add_option("--cert-dir", o.registry.cert_dir, "docker://: use the CAs (*.crt) and client pair (*.cert, *.key) of DIR instead of certs.d");
-  c->add_option("--registries-conf", o.registry.registries_conf, "docker://: read this registries.conf only");
+  c->add_option("--registries-conf", o.registry.registries_conf, "docker://: read this registries.conf (and the registries.conf.d drop-in folders, as podman with $CONTAINERS_REGISTRIES_CONF)");
   c->add_option("--jobs", o.registry.jobs, "docker://: layers downloaded at once")->capture_default_str()->check(CLI::Range(1, 64));
 }
 

@@ -578,14 +578,43 @@ Result<std::vector<LayerInfo>> Store::layers() const {
   return out;
 }
 
+namespace {
+// As podman matches a short name against the images of its store: NAME is
+// NAME:latest without a tag, and it names a stored containers-storage: image
+// whose name is NAME or ends in "/NAME" (localhost/NAME, quay.io/team/NAME).
+bool short_name_matches(const std::string& stored, const std::string& given) {
+  const std::string pfx = "containers-storage:";
+  if (stored.rfind(pfx, 0) != 0 || given.empty()) return false;
+  std::string img = stored.substr(pfx.size());
+  if (!img.empty() && img[0] == '[') {  // [DRIVER@GRAPHROOT+RUNROOT]NAME
+    size_t e = img.find(']');
+    if (e == std::string::npos) return false;
+    img = img.substr(e + 1);
+  }
+  std::string want = given;
+  size_t slash = want.rfind('/');
+  if (want.find('@') == std::string::npos && want.find(':', slash == std::string::npos ? 0 : slash) == std::string::npos)
+    want += ":latest";
+  if (img == want) return true;
+  return img.size() > want.size() && img.compare(img.size() - want.size(), want.size(), want) == 0 &&
+         img[img.size() - want.size() - 1] == '/';
+}
+
+// Whether `stored` (one of an image's names) is what the user wrote.
+bool name_matches(const std::string& stored, const std::string& given) {
+  if (stored == given) return true;
+  auto ref = parse_reference(given);
+  if (!ref) return false;
+  return stored == ref->text || (ref->bare && short_name_matches(stored, given));
+}
+}  // namespace
+
 Result<ImageRecord> Store::find_image(const std::string& name_or_id) const {
   MOAT_ASSIGN_OR_RETURN(auto imgs, images());
-  std::string canonical;
-  if (auto ref = parse_reference(name_or_id)) canonical = ref->text;
   std::vector<const ImageRecord*> hits;
   for (const auto& i : imgs) {
     bool named = false;
-    for (const auto& n : i.names) named |= (n == name_or_id || (!canonical.empty() && n == canonical));
+    for (const auto& n : i.names) named |= name_matches(n, name_or_id);
     std::string id = name_or_id.rfind("sha256:", 0) == 0 ? name_or_id.substr(7) : name_or_id;
     bool by_id = id.size() >= 3 && i.id.rfind(id, 0) == 0;
     if (named || by_id) hits.push_back(&i);
@@ -597,11 +626,8 @@ Result<ImageRecord> Store::find_image(const std::string& name_or_id) const {
 }
 
 Result<bool> Store::untag(const ImageRecord& img, const std::string& name) {
-  std::string canonical = name;
-  if (auto ref = parse_reference(name)) canonical = ref->text;
   ImageRecord rec = img;
-  auto it = std::find_if(rec.names.begin(), rec.names.end(),
-                         [&](const std::string& n) { return n == name || n == canonical; });
+  auto it = std::find_if(rec.names.begin(), rec.names.end(), [&](const std::string& n) { return name_matches(n, name); });
   if (it == rec.names.end() || rec.names.size() < 2) return false;
   rec.names.erase(it);
   MOAT_ASSIGN_OR_RETURN(FileLock lk, FileLock::acquire(root_ + "/images.lock", true));

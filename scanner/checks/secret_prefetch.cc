@@ -209,6 +209,11 @@ void SecretPrefetch::finalize(Layer& l) {
     log_("layer " + l.diff_id + ": secrets of " + std::to_string(covered.size()) + " of " +
          std::to_string(todo.size()) + " files scanned as they landed, " + std::to_string(rest.size()) +
          " after the layer was complete");
+  // The layer is done: its copies of index entries go now, not at the end of the scan.
+  covered.clear();
+  l.batches.clear();
+  l.latest.clear();
+  l.index = {};
 }
 
 void SecretPrefetch::abandon() {

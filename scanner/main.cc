@@ -26,6 +26,7 @@
 #include "scanner/report/report.h"
 #include "scanner/report/sarif.h"
 #include "scanner/checks/scan.h"
+#include "scanner/checks/secret_prefetch.h"
 #include "scanner/checks/secret_scan.h"
 #include "rules/secrets/database.h"
 #include "scanner/session/inplace.h"
@@ -77,7 +78,7 @@ void add_pull_options(CLI::App* c, Common& o) {
   c->add_option("--tls-verify", o.tls_verify, "docker://: true|false; false skips TLS verification (default true unless registries.conf says insecure)")
       ->check(CLI::IsMember({"true", "false"}));
   c->add_option("--cert-dir", o.registry.cert_dir, "docker://: use the CAs (*.crt) and client pair (*.cert, *.key) of DIR instead of certs.d");
-  c->add_option("--registries-conf", o.registry.registries_conf, "docker://: read this registries.conf only");
+  c->add_option("--registries-conf", o.registry.registries_conf, "docker://: read this registries.conf (and the registries.conf.d drop-in folders, as podman with $CONTAINERS_REGISTRIES_CONF)");
   c->add_option("--jobs", o.registry.jobs, "docker://: layers downloaded at once")->capture_default_str()->check(CLI::Range(1, 64));
 }
 
@@ -126,8 +127,10 @@ class Progress {
 
 // `gate` (moat scan --policy) runs once the manifest is read and before any
 // layer is requested; an Error from it stops the pull.
+// `observer` (moat scan's secret prefetch) starts work on the layers as they land.
 Result<ImageRecord> pull_image(const std::string& image, const Common& o, Store& store,
-                               const std::function<Status(const ImageSource&)>& gate = {}) {
+                               const std::function<Status(const ImageSource&)>& gate = {},
+                               PullObserver* observer = nullptr) {
   MOAT_ASSIGN_OR_RETURN(Reference ref, parse_reference(image));
   Platform plat;
   if (!o.platform.empty()) {
@@ -141,6 +144,7 @@ Result<ImageRecord> pull_image(const std::string& image, const Common& o, Store&
   PullOptions po;
   if (ref.transport == Transport::Docker || ref.bare) po.jobs = o.registry.jobs;
   po.limits = o.limits;
+  po.observer = observer;
   po.progress = [&](uint64_t n) { progress.bytes(n); };
   po.on_layer = [&](const std::string& s) {
     if (o.verbose) progress.line(s);
@@ -267,6 +271,23 @@ int cmd_scan(const ScanArgs& a, const Common& o) {
   if (*inplace && a.mount_mode != "auto" && !o.quiet)
     std::fprintf(stderr, "moat: note: --mount %s does not apply: an unpacked dir: tree is scanned in place\n",
                  a.mount_mode.c_str());
+  // The secret engine (its compiled database is cached in the store). It
+  // runs even without the secret checks: every history line the report shows
+  // goes through it, so no output holds a whole secret.
+  secrets::SecretScanner::Options sopt;
+  sopt.cache_dir = store->root() + "/cache";
+  if (!make_dirs(sopt.cache_dir, 0700).ok()) sopt.cache_dir.clear();  // no cache: compile each time
+  auto scanner = secrets::SecretScanner::create(std::move(rules).value(), sopt);
+  if (!scanner) return report_error("", scanner.error());
+  if (o.verbose) std::fprintf(stderr, "moat: secret rules: %s\n", (*scanner)->database_note().c_str());
+  // The secret scan of each layer starts as the layer lands (secret_prefetch.h),
+  // overlapping the download of the others. Destroyed before the scanner and the store.
+  std::optional<SecretPrefetch> prefetch;
+  if (secrets_on && !*inplace) {
+    std::function<void(const std::string&)> log;
+    if (o.verbose) log = [](const std::string& s) { std::fprintf(stderr, "moat: %s\n", s.c_str()); };
+    prefetch.emplace(*store, **scanner, std::move(log));
+  }
   // The trust gate: a rejected image is reported without a single layer fetched.
   std::optional<trust::TrustResult> trusted;
   auto decide = [&](const ImageDesc& desc) -> Status {
@@ -282,7 +303,8 @@ int cmd_scan(const ScanArgs& a, const Common& o) {
       if (!a.trust.policy.empty()) MOAT_TRY(decide(ImageDesc{}));  // an unpacked tree: no manifest, no signature
       return (*inplace)->record;
     }
-    return a.trust.policy.empty() ? pull_image(a.image, o, *store) : pull_image(a.image, o, *store, gate);
+    PullObserver* obs = prefetch ? &*prefetch : nullptr;
+    return a.trust.policy.empty() ? pull_image(a.image, o, *store, {}, obs) : pull_image(a.image, o, *store, gate, obs);
   }();
   if (!rec && trusted && trusted->decision == trust::Decision::Rejected) {
     Report rej;
@@ -321,15 +343,6 @@ int cmd_scan(const ScanArgs& a, const Common& o) {
   for (const CheckInfo* c : *checks) r.scan.checks.emplace_back(c->id);
   if (secrets_on) r.scan.checks.emplace_back("secret");
 
-  // The secret engine (its compiled database is cached in the store). It
-  // runs even without the secret checks: every history line the report shows
-  // goes through it, so no output holds a whole secret.
-  secrets::SecretScanner::Options sopt;
-  sopt.cache_dir = store->root() + "/cache";
-  if (!make_dirs(sopt.cache_dir, 0700).ok()) sopt.cache_dir.clear();  // no cache: compile each time
-  auto scanner = secrets::SecretScanner::create(std::move(rules).value(), sopt);
-  if (!scanner) return report_error("", scanner.error());
-  if (o.verbose) std::fprintf(stderr, "moat: secret rules: %s\n", (*scanner)->database_note().c_str());
   std::vector<Finding> config_secrets;
   if (secrets_on) {
     auto cs = config_secret_findings(*rec, **scanner);
@@ -356,6 +369,7 @@ int cmd_scan(const ScanArgs& a, const Common& o) {
   const bool tty = isatty(2) && !o.quiet && !o.verbose;  // -v prints its own lines
   if (tty) copt.phase = [](const std::string& what) { std::fprintf(stderr, "\r\033[Kmoat: %s ...", what.c_str()); };
   if (secrets_on) copt.secrets = scanner->get();
+  if (prefetch) copt.before_secrets = [&] { prefetch->finish(); };
   if (*inplace) copt.in_place_index = &(*inplace)->index;
   auto run = run_checks(*store, shown, *mounted, view, *pol, copt);
   if (tty) std::fprintf(stderr, "\r\033[K");

@@ -111,6 +111,9 @@ struct Work {
   std::string tmp_name;  // tmp/<hex>.<pid>.<n>
   Fd diff_fd;
   UnpackResult result;
+  std::function<void(const IndexEntry&)> on_file;  // PullObserver::layer_started()
+  std::vector<std::string> replaced;               // hardlinks to lower layers, copied after the unpack
+  bool dirs_changed = false;                       // implicit parents given a lower layer's attributes
 };
 
 // Finds what the lower layers show at `target` (a file for a pending hardlink,
@@ -217,6 +220,7 @@ Result<ImageRecord> Store::pull(const ImageSource& src, const PullOptions& opt, 
     } else if (stats) {
       stats->unpacked++;
     }
+    if (opt.observer) opt.observer->layer_in_store(r->diff_id);
     rec.id = hex;
     rec.layers = {lr};
     MOAT_TRY(save_with_names(rec));
@@ -237,6 +241,7 @@ Result<ImageRecord> Store::pull(const ImageSource& src, const PullOptions& opt, 
     if (stat((root_ + "/layers/" + hex + "/layer.json").c_str(), &st) == 0) {
       if (stats) stats->reused++;
       if (opt.on_layer) opt.on_layer("reused " + layer_name(idx[0]));
+      if (opt.observer) opt.observer->layer_in_store(d.layers[idx[0]].diff_id);
       continue;
     }
     // Leftovers of a killed unpack of this layer: we hold its lock, nobody else writes them.
@@ -256,9 +261,24 @@ Result<ImageRecord> Store::pull(const ImageSource& src, const PullOptions& opt, 
         mkdirat(tmp_fd.get(), (w->tmp_name + "/diff").c_str(), 0700) != 0)
       return sys_error("create " + root_ + "/tmp/" + w->tmp_name);
     MOAT_ASSIGN_OR_RETURN(w->diff_fd, open_beneath(tmp_fd.get(), w->tmp_name + "/diff", O_RDONLY | O_DIRECTORY));
+    if (opt.observer) w->on_file = opt.observer->layer_started(d.layers[w->layer].diff_id, w->diff_fd.get());
     work.push_back(std::move(w));
   }
+  // The arena: a slot per layer brought in at once (no more: oneTBB keeps
+  // workers in idle slots), and with an observer, its slots too (store.h).
+  const int extra = opt.observer ? std::max(1, opt.observer->threads()) : 0;
+  const int cores = static_cast<int>(tbb::this_task_arena::max_concurrency());
+  const int layer_slots = std::max(1, std::min(opt.jobs > 0 ? opt.jobs : cores, static_cast<int>(work.size())));
+  std::optional<tbb::global_control> gc;
+  std::optional<tbb::task_arena> own_arena;
+  tbb::task_arena* arena = nullptr;
+  if (opt.jobs > 0 || opt.observer) {
+    // Downloads wait on the network more than on a core: allow more threads than cores.
+    gc.emplace(tbb::global_control::max_allowed_parallelism, static_cast<size_t>(std::max(opt.jobs, cores) + extra));
+    arena = opt.observer ? &opt.observer->arena(layer_slots) : &own_arena.emplace(layer_slots);
+  }
   auto discard_all = [&] {
+    if (opt.observer) opt.observer->abandon();  // its queued reads of these directories first
     for (auto& w : work) (void)remove_tree(tmp_fd.get(), w->tmp_name);
   };
 
@@ -272,6 +292,7 @@ Result<ImageRecord> Store::pull(const ImageSource& src, const PullOptions& opt, 
     uo.image_bytes = &image_bytes;
     uo.progress = opt.progress;
     uo.cancel = &cancel;
+    uo.on_file = w->on_file;
     auto fail = [&](Error e) {
       std::lock_guard<std::mutex> g(err_mu);
       if (!first_error || first_error->message.find("cancelled") != std::string::npos)
@@ -283,14 +304,15 @@ Result<ImageRecord> Store::pull(const ImageSource& src, const PullOptions& opt, 
     auto r = unpack_layer(**rd, d.layers[w->layer], w->diff_fd.get(), uo);
     if (!r) return fail(std::move(r).error());
     w->result = std::move(r).value();
+    if (opt.observer) opt.observer->layer_unpacked(d.layers[w->layer].diff_id);
     if (opt.on_layer) opt.on_layer("unpacked " + layer_name(w->layer) + ", " + human_bytes(w->result.tar_size));
   };
-  if (opt.jobs > 0) {
-    // Downloads wait on the network more than on a core: allow more threads than cores.
-    int n = std::max(opt.jobs, static_cast<int>(tbb::this_task_arena::max_concurrency()));
-    tbb::global_control gc(tbb::global_control::max_allowed_parallelism, static_cast<size_t>(n));
-    tbb::task_arena arena(opt.jobs);
-    arena.execute([&] { tbb::parallel_for_each(work.begin(), work.end(), unpack_one); });
+  if (arena) {
+    // Isolated: waiting for the other layers, this thread runs no observer
+    // work, which could hold it long after the last layer is in.
+    arena->execute([&] {
+      tbb::this_task_arena::isolate([&] { tbb::parallel_for_each(work.begin(), work.end(), unpack_one); });
+    });
   } else {
     tbb::parallel_for_each(work.begin(), work.end(), unpack_one);
   }
@@ -347,6 +369,7 @@ Result<ImageRecord> Store::pull(const ImageSource& src, const PullOptions& opt, 
           discard_all();
           return std::move(st).error().context(d.reference + ": " + layer_name(i) + ": entry \"" + printable(link.path) + "\"");
         }
+        it->second->replaced.push_back(link.path);
         // The copy is a file of this layer now, with the lower file's metadata.
         for (auto& e : it->second->result.index) {
           if (e.path != link.path) continue;
@@ -366,6 +389,7 @@ Result<ImageRecord> Store::pull(const ImageSource& src, const PullOptions& opt, 
         Status st;
         if (lower) {
           st = apply_lower_dir(roots[i], *p, *lower, geteuid() == 0);
+          it->second->dirs_changed = true;
         } else {
           // No lower has it: it is a new 0755 root directory, as docker makes it; say so in the index.
           IndexEntry made;
@@ -403,6 +427,7 @@ Result<ImageRecord> Store::pull(const ImageSource& src, const PullOptions& opt, 
       discard_all();
       return sys_error("publish layer " + w->hex);
     }
+    if (opt.observer) opt.observer->layer_published(l.diff_id, w->result.index, w->replaced, w->dirs_changed);
     if (stats) stats->unpacked++;
   }
   locks.clear();
@@ -553,14 +578,43 @@ Result<std::vector<LayerInfo>> Store::layers() const {
   return out;
 }
 
+namespace {
+// As podman matches a short name against the images of its store: NAME is
+// NAME:latest without a tag, and it names a stored containers-storage: image
+// whose name is NAME or ends in "/NAME" (localhost/NAME, quay.io/team/NAME).
+bool short_name_matches(const std::string& stored, const std::string& given) {
+  const std::string pfx = "containers-storage:";
+  if (stored.rfind(pfx, 0) != 0 || given.empty()) return false;
+  std::string img = stored.substr(pfx.size());
+  if (!img.empty() && img[0] == '[') {  // [DRIVER@GRAPHROOT+RUNROOT]NAME
+    size_t e = img.find(']');
+    if (e == std::string::npos) return false;
+    img = img.substr(e + 1);
+  }
+  std::string want = given;
+  size_t slash = want.rfind('/');
+  if (want.find('@') == std::string::npos && want.find(':', slash == std::string::npos ? 0 : slash) == std::string::npos)
+    want += ":latest";
+  if (img == want) return true;
+  return img.size() > want.size() && img.compare(img.size() - want.size(), want.size(), want) == 0 &&
+         img[img.size() - want.size() - 1] == '/';
+}
+
+// Whether `stored` (one of an image's names) is what the user wrote.
+bool name_matches(const std::string& stored, const std::string& given) {
+  if (stored == given) return true;
+  auto ref = parse_reference(given);
+  if (!ref) return false;
+  return stored == ref->text || (ref->bare && short_name_matches(stored, given));
+}
+}  // namespace
+
 Result<ImageRecord> Store::find_image(const std::string& name_or_id) const {
   MOAT_ASSIGN_OR_RETURN(auto imgs, images());
-  std::string canonical;
-  if (auto ref = parse_reference(name_or_id)) canonical = ref->text;
   std::vector<const ImageRecord*> hits;
   for (const auto& i : imgs) {
     bool named = false;
-    for (const auto& n : i.names) named |= (n == name_or_id || (!canonical.empty() && n == canonical));
+    for (const auto& n : i.names) named |= name_matches(n, name_or_id);
     std::string id = name_or_id.rfind("sha256:", 0) == 0 ? name_or_id.substr(7) : name_or_id;
     bool by_id = id.size() >= 3 && i.id.rfind(id, 0) == 0;
     if (named || by_id) hits.push_back(&i);
@@ -572,11 +626,8 @@ Result<ImageRecord> Store::find_image(const std::string& name_or_id) const {
 }
 
 Result<bool> Store::untag(const ImageRecord& img, const std::string& name) {
-  std::string canonical = name;
-  if (auto ref = parse_reference(name)) canonical = ref->text;
   ImageRecord rec = img;
-  auto it = std::find_if(rec.names.begin(), rec.names.end(),
-                         [&](const std::string& n) { return n == name || n == canonical; });
+  auto it = std::find_if(rec.names.begin(), rec.names.end(), [&](const std::string& n) { return name_matches(n, name); });
   if (it == rec.names.end() || rec.names.size() < 2) return false;
   rec.names.erase(it);
   MOAT_ASSIGN_OR_RETURN(FileLock lk, FileLock::acquire(root_ + "/images.lock", true));

@@ -23,6 +23,8 @@
 #include <string>
 #include <vector>
 
+#include <tbb/task_arena.h>
+
 #include "storage/fd.h"
 #include "storage/image.h"
 #include "storage/layer_index.h"
@@ -52,11 +54,50 @@ struct LayerInfo {
   int used_by = 0;
 };
 
+// Work that starts on an image's layers while the pull is still bringing
+// the others in (moat scan's secret scan: scanner/checks/secret_prefetch.h).
+// Store::pull calls it from its own threads; the observer only queues work
+// there and runs it on threads of its own, so the download streams never wait
+// for it. Every layer is named by its diffID.
+class PullObserver {
+ public:
+  virtual ~PullObserver() = default;
+  // oneTBB threads the observer's work may use beside the unpacking ones (the
+  // pull raises the process-wide limit by this much while it runs).
+  virtual int threads() const = 0;
+  // The arena the pull unpacks in, with `layer_slots` slots for its layers and
+  // threads() more, where the observer queues its own work
+  // (task_arena::enqueue): one arena, since a separate arena of the
+  // observer's got no oneTBB worker while the pull's had an idle slot
+  // (measured with benchmarks/registry.sh). It is the observer's: its work
+  // may go on after the pull has returned.
+  virtual tbb::task_arena& arena(int layer_slots) = 0;
+  // A layer starts unpacking into `diff_fd`, a directory in tmp/ that becomes
+  // the layer's diff/ when published (the fd stays valid across the rename).
+  // Returns what to call, on the unpacking thread, as each regular file is
+  // complete (UnpackOptions::on_file), or nothing.
+  virtual std::function<void(const IndexEntry&)> layer_started(const std::string& diff_id, int diff_fd) = 0;
+  // The layer's stream ended and it matched its diffID (on the unpacking thread).
+  virtual void layer_unpacked(const std::string& diff_id) = 0;
+  // The layer is in layers/ with this final index. `replaced`: paths the pull
+  // rewrote after the unpack (hardlinks to lower layers, now copies);
+  // `dirs_changed`: directories the tar did not list got a lower layer's
+  // attributes after the unpack.
+  virtual void layer_published(const std::string& diff_id, const std::vector<IndexEntry>& index,
+                               const std::vector<std::string>& replaced, bool dirs_changed) = 0;
+  // The layer was in the store already (or was imported whole: dir:).
+  virtual void layer_in_store(const std::string& diff_id) = 0;
+  // The pull failed: drop the queued work and wait for what is running (it
+  // reads the directories about to be removed).
+  virtual void abandon() = 0;
+};
+
 struct PullOptions {
   Limits limits;
   std::function<void(uint64_t bytes)> progress;           // compressed bytes read, summed by the caller
   std::function<void(const std::string& what)> on_layer;  // a layer was unpacked or reused
   int jobs = 0;  // layers brought in at once (0: one per core); a registry pull streams several per core
+  PullObserver* observer = nullptr;  // work to start on the layers as they land
 };
 
 struct PullStats {

@@ -434,7 +434,9 @@ class EntryWriter {
         Fd owner(fd);
         MOAT_TRY(write_data(a, fd, ie.size));
         MOAT_TRY(finish_fd(fd, ie, false));
-        break;
+        record(ie);
+        if (opt_.on_file) opt_.on_file(ie);
+        return ok_status();
       }
       case AE_IFDIR: {
         ie.type = EntryType::Dir;

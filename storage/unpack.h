@@ -45,6 +45,11 @@ struct UnpackOptions {
   std::atomic<uint64_t>* image_bytes = nullptr;  // shared uncompressed-byte budget of the image
   std::function<void(uint64_t)> progress;        // called with each chunk of compressed bytes read
   const std::atomic<bool>* cancel = nullptr;     // set when a sibling layer failed: stop early
+  // Called on the unpacking thread as each regular file is complete (content,
+  // owner, xattrs and mode written), with its index entry: its bytes can be
+  // read while the rest of the layer is still arriving. A later entry of the
+  // same tar may still replace or remove it; only the returned index is final.
+  std::function<void(const IndexEntry&)> on_file;
 };
 
 struct UnpackResult {

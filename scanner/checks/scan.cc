@@ -396,6 +396,7 @@ Result<CheckRunResult> run_checks(const Store& store, const ImageRecord& img, co
   for (auto& e : all.errors) out.errors.push_back(std::move(e));
 
   if (opt.secrets) {
+    if (opt.before_secrets) opt.before_secrets();
     phase("scanning " + std::to_string(img.layers.size()) + " layers for secrets");
     SecretScanContext sctx{store, img, view, identity, packages, *opt.secrets, opt.verbose, opt.in_place_index};
     MOAT_ASSIGN_OR_RETURN(auto secrets, secret_findings(sctx, out.errors));

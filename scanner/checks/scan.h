@@ -41,6 +41,10 @@ struct CheckRunOptions {
   std::vector<const CheckInfo*> checks;  // the selected checks; empty: none
   // Non-null: also scan every layer's files for secrets (secret_scan.h).
   const secrets::SecretScanner* secrets = nullptr;
+  // Called before the secret phase: waits for the secret work that started
+  // while the image was pulled (secret_prefetch.h), after the other checks
+  // have run beside it.
+  std::function<void()> before_secrets;
   bool verbose = false;
   // Called at the start of each phase ("checking 35012 entries"); the CLI
   // shows it on a terminal only.

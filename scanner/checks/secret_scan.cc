@@ -146,9 +146,12 @@ Result<LayerSecrets> scan_layer_secrets(const Store& store, const std::string& d
   return out;
 }
 
-Result<LayerSecrets> scan_tree_secrets(int root_fd, const std::vector<IndexEntry>& idx,
-                                       const secrets::SecretScanner& scanner) {
+void save_layer_secrets(const Store& store, const std::string& diff_id, const secrets::SecretScanner& scanner,
+                        const LayerSecrets& s) {
+  save_cache(store, diff_id, scanner, s);
+}
 
+std::vector<const IndexEntry*> secret_scan_files(const std::vector<IndexEntry>& idx) {
   // Every regular file with content. A hardlink to a file of this layer is
   // the same bytes (scanned once, at the target); one to a lower layer's file
   // is a copy of it here, and is scanned.
@@ -159,6 +162,25 @@ Result<LayerSecrets> scan_tree_secrets(int root_fd, const std::vector<IndexEntry
   for (const auto& e : idx)
     if (e.size > 0 && (e.type == EntryType::File || (e.type == EntryType::Hardlink && !files.count(e.link))))
       todo.push_back(&e);
+  return todo;
+}
+
+LayerSecrets merge_layer_secrets(std::vector<LayerSecrets>&& parts) {
+  LayerSecrets out;
+  for (auto& l : parts) {
+    out.files += l.files;
+    out.bytes += l.bytes;
+    for (auto& h : l.hits) out.hits.push_back(std::move(h));
+    for (auto& e : l.errors) out.errors.push_back(std::move(e));
+  }
+  std::sort(out.hits.begin(), out.hits.end(), hit_less);
+  std::sort(out.errors.begin(), out.errors.end());
+  return out;
+}
+
+Result<LayerSecrets> scan_tree_secrets(int root_fd, const std::vector<IndexEntry>& idx,
+                                       const secrets::SecretScanner& scanner) {
+  std::vector<const IndexEntry*> todo = secret_scan_files(idx);
 
   // The work items: a large file alone, small files of one directory in
   // batches. A batch opens its directory once (beneath the layer, no
@@ -242,16 +264,9 @@ Result<LayerSecrets> scan_tree_secrets(int root_fd, const std::vector<IndexEntry
                   dir_error ? &*dir_error : nullptr);
     }
   });
-  LayerSecrets out;
-  for (auto& l : local) {
-    out.files += l.files;
-    out.bytes += l.bytes;
-    for (auto& h : l.hits) out.hits.push_back(std::move(h));
-    for (auto& e : l.errors) out.errors.push_back(std::move(e));
-  }
-  std::sort(out.hits.begin(), out.hits.end(), hit_less);
-  std::sort(out.errors.begin(), out.errors.end());
-  return out;
+  std::vector<LayerSecrets> parts;
+  for (auto& l : local) parts.push_back(std::move(l));
+  return merge_layer_secrets(std::move(parts));
 }
 
 Result<std::vector<Finding>> secret_findings(const SecretScanContext& ctx, std::vector<std::string>& errors) {

@@ -54,6 +54,16 @@ Result<LayerSecrets> scan_layer_secrets(const Store& store, const std::string& d
 Result<LayerSecrets> scan_tree_secrets(int root_fd, const std::vector<IndexEntry>& idx,
                                        const secrets::SecretScanner& scanner);
 
+// The pieces of scan_tree_secrets() that secret_prefetch.h assembles a
+// layer's result from, while the pull is still running: which entries of an
+// index it scans; parts scanned separately joined into one result (exactly
+// the one a single scan of all of them gives); and that result stored as the
+// layer's cache, where scan_layer_secrets() finds it.
+std::vector<const IndexEntry*> secret_scan_files(const std::vector<IndexEntry>& idx);
+LayerSecrets merge_layer_secrets(std::vector<LayerSecrets>&& parts);
+void save_layer_secrets(const Store& store, const std::string& diff_id, const secrets::SecretScanner& scanner,
+                        const LayerSecrets& s);
+
 struct SecretScanContext {
   const Store& store;
   const ImageRecord& img;

@@ -36,6 +36,15 @@ id=$(podman_u images -q --no-trunc | head -1 | sed 's/^sha256://')
 moat_u 0 scan --store "$W/u/s1" --fail-on none --format json -o /dev/null "${id:0:10}"
 moat_u 0 image ls --store "$W/u/s1"
 grep -q "containers-storage:\[overlay@$G+.*\]localhost/moat-test/demo:1" "$W/out" || fail "image ls does not name containers-storage: $(cat "$W/out")"
+note "moat image rm by a short name, as podman rmi matches it (demo:1 and moat-test/demo:1 name localhost/moat-test/demo:1)"
+for short in demo:1 moat-test/demo:1; do
+  moat_u 0 image pull --store "$W/u/srm" moat-test/demo:1
+  moat_u 2 image rm --store "$W/u/srm" emo:1
+  moat_u 0 image rm --store "$W/u/srm" "$short"
+  grep -q "removed image" "$W/out" || fail "image rm $short: $(cat "$W/out")"
+  moat_u 0 image ls --store "$W/u/srm" --json
+  [[ $(jq '.images | length' "$W/out") -eq 0 ]] || fail "image rm $short left the image: $(cat "$W/out")"
+done
 printf 'unqualified-search-registries = []\n' >"$W/empty-registries.conf"
 chmod 0644 "$W/empty-registries.conf"
 CS_ENV="CONTAINERS_REGISTRIES_CONF=$W/empty-registries.conf" moat_u 2 scan --store "$W/u/s1" no-such-image:7

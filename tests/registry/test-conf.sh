@@ -126,4 +126,21 @@ expect_err "registries.conf: read $H/.config/containers/registries.conf.d/50-unb
 rm "$H/.config/containers/registries.conf.d/50-unblock.conf"
 next_store; MOAT_ENV="HOME=$H" STORE=$S scan 2 docker://$A/moat/tiny:1
 expect_err "is blocked by registries.conf"
+
+note "a FILE given (--registries-conf, \$CONTAINERS_REGISTRIES_CONF) still takes the registries.conf.d drop-ins, as containers/image does"
+rm "$H/.config/containers/registries.conf"
+cat >"$H/.config/containers/registries.conf.d/60-block.conf" <<EOF2
+[[registry]]
+location = "$A"
+blocked = true
+EOF2
+chown -R moat-subuid "$H"
+next_store; MOAT_ENV="HOME=$H" STORE=$S scan 2 docker://$A/moat/tiny:1 --registries-conf "$W/empty.conf"
+expect_err "registries.conf: read $H/.config/containers/registries.conf.d/60-block.conf"
+expect_err "is blocked by registries.conf"
+next_store; MOAT_ENV="HOME=$H CONTAINERS_REGISTRIES_CONF=$W/empty.conf" STORE=$S scan 2 docker://$A/moat/tiny:1
+expect_err "is blocked by registries.conf"
+# Without a user registries.conf, the system's drop-ins come first, then the user's.
+[[ -d /etc/containers/registries.conf.d ]] && ls /etc/containers/registries.conf.d/*.conf >/dev/null 2>&1 &&
+  { grep -q "registries.conf: read /etc/containers/registries.conf.d/" "$W/err" || fail "the system drop-ins were not read"; }
 echo "PASS: $TEST_NAME"

@@ -19,6 +19,11 @@ bool exists(const std::string& p) {
   return stat(p.c_str(), &st) == 0;
 }
 
+bool is_dir(const std::string& p) {
+  struct stat st;
+  return stat(p.c_str(), &st) == 0 && S_ISDIR(st.st_mode);
+}
+
 Result<std::string> read_text(const std::string& path) {
   std::ifstream in(path);
   if (!in) return sys_error("read " + path);
@@ -115,33 +120,53 @@ Result<RegistriesConf> parse_registries_conf(const std::string& text, const std:
   return c;
 }
 
+// The files as containers/image finds them (pkg/sysregistriesv2,
+// newConfigWrapperWithHomeDir and dropInConfigs), so moat reads what podman
+// and skopeo read:
+//  - FILE given (--registries-conf, or $CONTAINERS_REGISTRIES_CONF as podman
+//    reads it): FILE (missing: an error), then the *.conf drop-ins of
+//    /etc/containers/registries.conf.d and of ~/.config/containers/registries.conf.d;
+//  - else ~/.config/containers/registries.conf when it exists, with the user's
+//    drop-in folder only;
+//  - else /etc/containers/registries.conf (missing: nothing configured) with
+//    both drop-in folders.
+// Each folder's files in name order, the system folder first; a later file's
+// fields override the earlier ones (merge()).
 Result<RegistriesConf> load_registries_conf(const std::string& explicit_file) {
   std::string file = explicit_file;
   if (file.empty() && getenv("CONTAINERS_REGISTRIES_CONF") && *getenv("CONTAINERS_REGISTRIES_CONF"))
     file = getenv("CONTAINERS_REGISTRIES_CONF");
-  RegistriesConf conf;
-  std::vector<std::string> files;
+  const std::string home = getenv("HOME") ? getenv("HOME") : "";
+  const std::string user_file = home.empty() ? "" : home + "/.config/containers/registries.conf";
+  const std::string user_dir = home.empty() ? "" : home + "/.config/containers/registries.conf.d";
+  const std::string system_file = "/etc/containers/registries.conf";
+  const std::string system_dir = "/etc/containers/registries.conf.d";
+  std::vector<std::string> files, dirs;
   if (!file.empty()) {
     if (!exists(file)) return Error{"registries configuration " + file + " does not exist"};
-    files.push_back(file);  // given explicitly: that file alone
+    files.push_back(file);
+    dirs = {system_dir, user_dir};
+  } else if (!user_file.empty() && exists(user_file)) {
+    files.push_back(user_file);
+    dirs = {user_dir};
   } else {
-    std::string home = getenv("HOME") ? getenv("HOME") : "";
-    std::string user = home.empty() ? "" : home + "/.config/containers/registries.conf";
-    std::string main = !user.empty() && exists(user) ? user : "/etc/containers/registries.conf";
-    if (exists(main)) files.push_back(main);
-    std::string dropins = main + ".d";
-    if (!user.empty() && exists(home + "/.config/containers/registries.conf.d")) dropins = home + "/.config/containers/registries.conf.d";
+    if (exists(system_file)) files.push_back(system_file);
+    dirs = {system_dir, user_dir};
+  }
+  for (const auto& dir : dirs) {
+    if (dir.empty()) continue;
     std::vector<std::string> names;
-    if (DIR* d = opendir(dropins.c_str())) {
+    if (DIR* d = opendir(dir.c_str())) {
       while (dirent* e = readdir(d)) {
         std::string n = e->d_name;
-        if (n.size() > 5 && n.compare(n.size() - 5, 5, ".conf") == 0) names.push_back(n);
+        if (n.size() > 5 && n.compare(n.size() - 5, 5, ".conf") == 0 && !is_dir(dir + "/" + n)) names.push_back(n);
       }
       closedir(d);
     }
     std::sort(names.begin(), names.end());
-    for (const auto& n : names) files.push_back(dropins + "/" + n);
+    for (const auto& n : names) files.push_back(dir + "/" + n);
   }
+  RegistriesConf conf;
   for (const auto& f : files) {
     MOAT_ASSIGN_OR_RETURN(std::string text, read_text(f));
     MOAT_ASSIGN_OR_RETURN(RegistriesConf c, parse_registries_conf(text, f));

@@ -19,6 +19,7 @@ PKGS=(
   docker-registry openssl apache2-utils  # a loopback TLS registry with htpasswd: tests/registry, tests/cstorage, tests/trust
   rpm db5.3-util  # rpmbuild, rpm --root, db5.3_load for the rpm images (tests/scan/test-rpm.sh)
   clang libclang-rt-14-dev  # libFuzzer with ASan/UBSan: tests/fuzz, scripts/fuzz.sh (fuzz.smoke in CI)
+  strace  # scripts/torture.sh: lock waits of concurrent scans (tests/e2e/lock_waits.py)
 )
 
 missing=()

@@ -5,7 +5,8 @@
 #      must equal a clean run's and a prune that must leave tmp/ empty
 #      (tests/e2e/test-killed.sh with KILL_RUNS=RUNS);
 #   2. eight concurrent scans of overlapping images on one store, :big among
-#      them (tests/e2e/test-concurrent.sh with CONCURRENT_BIG=1);
+#      them (tests/e2e/test-concurrent.sh with CONCURRENT_BIG=1), straced to
+#      check that no lock wait lasts longer than the slowest unpack (LOCK_TRACE=1);
 #   3. a full disk during a pull (tests/e2e/test-fulldisk.sh; needs root).
 #
 #   scripts/torture.sh [RUNS] [MOAT_BINARY]
@@ -25,7 +26,7 @@ start=$SECONDS
 for t in killed concurrent fulldisk; do
   t0=$SECONDS
   rc=0
-  KILL_RUNS=$RUNS CONCURRENT_BIG=1 bash "$ROOT/tests/e2e/test-$t.sh" "$MOAT" "$IMG" || rc=$?
+  KILL_RUNS=$RUNS CONCURRENT_BIG=1 LOCK_TRACE=1 bash "$ROOT/tests/e2e/test-$t.sh" "$MOAT" "$IMG" || rc=$?
   case $rc in
     0) echo "torture.sh: $t passed in $((SECONDS - t0)) s" >&2 ;;
     77) echo "torture.sh: $t skipped (see above)" >&2 ;;

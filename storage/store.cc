@@ -28,15 +28,41 @@ namespace moat {
 
 using json = nlohmann::json;
 
-Result<FileLock> FileLock::acquire(const std::string& path, bool exclusive) {
+Result<FileLock> FileLock::acquire(const std::string& path, bool exclusive, bool wait) {
   int fd = ::open(path.c_str(), O_RDWR | O_CREAT | O_CLOEXEC | O_NOFOLLOW, 0600);
   if (fd < 0) return sys_error("open lock " + path);
   FileLock l;
   l.fd_.reset(fd);
-  while (flock(fd, exclusive ? LOCK_EX : LOCK_SH) != 0) {
+  while (flock(fd, (exclusive ? LOCK_EX : LOCK_SH) | (wait ? 0 : LOCK_NB)) != 0) {
     if (errno != EINTR) return sys_error("lock " + path);
   }
   return l;
+}
+
+Result<std::vector<FileLock>> FileLock::acquire_all(const std::vector<std::string>& paths) {
+  std::vector<FileLock> held;
+  std::vector<FileLock> waited;  // none, or the one lock taken by waiting, kept for the next try
+  size_t waited_at = 0;
+  for (;;) {
+    held.clear();
+    size_t busy = paths.size();
+    for (size_t i = 0; i < paths.size() && busy == paths.size(); ++i) {
+      if (!waited.empty() && i == waited_at) {
+        held.push_back(std::move(waited.back()));
+        waited.clear();
+        continue;
+      }
+      auto l = acquire(paths[i], true, false);
+      if (l) held.push_back(std::move(l).value());
+      else if (l.error().sys_errno == EWOULDBLOCK) busy = i;
+      else return std::move(l).error();
+    }
+    if (busy == paths.size()) return held;
+    held.clear();  // wait holding nothing
+    MOAT_ASSIGN_OR_RETURN(FileLock l, acquire(paths[busy], true));
+    waited.push_back(std::move(l));
+    waited_at = busy;
+  }
 }
 
 std::string Store::default_dir() {
@@ -227,18 +253,29 @@ Result<ImageRecord> Store::pull(const ImageSource& src, const PullOptions& opt, 
     return rec;
   }
 
-  // Take every layer lock in one global order: no two processes can deadlock.
+  // The locks of the layers not in the store yet, none held while waiting
+  // for another: no deadlock, and no chain of waits (FileLock::acquire_all).
+  // A published layer needs none: it never changes, and prune (which removes
+  // layers) waits for our shared store.lock.
   std::map<std::string, std::vector<size_t>> by_hex;
   for (size_t i = 0; i < d.layers.size(); ++i) by_hex[digest_hex(d.layers[i].diff_id)].push_back(i);
-  std::vector<FileLock> locks;
+  auto published = [&](const std::string& hex) {
+    struct stat st;
+    return stat((root_ + "/layers/" + hex + "/layer.json").c_str(), &st) == 0;
+  };
+  std::vector<std::string> lock_paths;
+  std::map<std::string, size_t> lock_of;  // hex -> its lock in `locks`
   for (const auto& [hex, idx] : by_hex) {
-    MOAT_ASSIGN_OR_RETURN(FileLock lk, FileLock::acquire(root_ + "/locks/" + hex + ".lock", true));
-    locks.push_back(std::move(lk));
+    if (published(hex)) continue;
+    lock_of[hex] = lock_paths.size();
+    lock_paths.push_back(root_ + "/locks/" + hex + ".lock");
   }
+  MOAT_ASSIGN_OR_RETURN(std::vector<FileLock> locks, FileLock::acquire_all(lock_paths));
   std::vector<std::unique_ptr<Work>> work;
   for (const auto& [hex, idx] : by_hex) {
-    struct stat st;
-    if (stat((root_ + "/layers/" + hex + "/layer.json").c_str(), &st) == 0) {
+    if (published(hex)) {
+      // Another pull published it while we waited: let the next waiter go at once.
+      if (auto l = lock_of.find(hex); l != lock_of.end()) locks[l->second].release();
       if (stats) stats->reused++;
       if (opt.on_layer) opt.on_layer("reused " + layer_name(idx[0]));
       if (opt.observer) opt.observer->layer_in_store(d.layers[idx[0]].diff_id);

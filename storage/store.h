@@ -107,9 +107,15 @@ struct PullStats {
 // An flock held for the life of the object.
 class FileLock {
  public:
-  static Result<FileLock> acquire(const std::string& path, bool exclusive);
+  // wait=false: a lock held by another process is the error EWOULDBLOCK.
+  static Result<FileLock> acquire(const std::string& path, bool exclusive, bool wait = true);
+  // Every lock of `paths`, exclusive, without ever waiting for one while
+  // holding another: the waits of concurrent pulls then never chain (one
+  // waits at most for one other pull's unpack).
+  static Result<std::vector<FileLock>> acquire_all(const std::vector<std::string>& paths);
   FileLock(FileLock&&) = default;
   FileLock& operator=(FileLock&&) = default;
+  void release() { fd_.reset(); }
 
  private:
   FileLock() = default;

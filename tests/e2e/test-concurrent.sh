@@ -13,7 +13,9 @@
 #     fresh store at once, as CI runners sharing a cache do: every one exits 0
 #     with a JSON report identical (apart from scan.duration_ms) to a clean
 #     scan of the same image on a private store; the store is whole after.
-#     CONCURRENT_BIG=1 (scripts/torture.sh) puts :big among them.
+#     CONCURRENT_BIG=1 (scripts/torture.sh) puts :big among them; LOCK_TRACE=1
+#     (also torture.sh) straces them and checks no lock wait lasted longer
+#     than the slowest layer unpack of the run (lock_waits.py).
 source "$(dirname "$0")/lib.sh"
 need skopeo python3
 need_images
@@ -122,8 +124,14 @@ for img in "${imgs[@]}"; do
 done
 S=$WORK/eight
 pids=()
+# LOCK_TRACE=1 (scripts/torture.sh): strace each scan's lock and unpack calls
+# and compare the longest lock wait with the slowest unpack (lock_waits.py).
+trace=()
+[[ ${LOCK_TRACE:-0} = 1 ]] && need strace
 for i in "${!imgs[@]}"; do
-  "$MOAT" scan --fail-on none --format json --store "$S" "${imgs[$i]}" >"$WORK/s$i.json" 2>"$WORK/s$i.err" & pids+=("$!"); BG_PIDS+=("$!")
+  [[ ${LOCK_TRACE:-0} = 1 ]] &&
+    trace=(strace -f -tt -T -y --seccomp-bpf -e trace=flock,mkdirat,rename,renameat,renameat2 -o "$WORK/trace$i")
+  "${trace[@]}" "$MOAT" scan --fail-on none --format json --store "$S" "${imgs[$i]}" >"$WORK/s$i.json" 2>"$WORK/s$i.err" & pids+=("$!"); BG_PIDS+=("$!")
 done
 for i in "${!pids[@]}"; do
   rc=0; wait "${pids[$i]}" || rc=$?
@@ -133,4 +141,7 @@ for i in "${!pids[@]}"; do
 done
 distinct=$(for img in "${!want[@]}"; do skopeo_diffids "$img"; done | sort -u | wc -l)
 check_store "$S" "$distinct"
+if [[ ${LOCK_TRACE:-0} = 1 ]]; then
+  python3 "$E2E_DIR/lock_waits.py" "$WORK"/trace* || { cp "$WORK"/trace* /tmp/ 2>/dev/null; fail "a scan waited for a lock longer than the slowest unpack took"; }
+fi
 echo "PASS: $TEST_NAME"

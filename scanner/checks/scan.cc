@@ -393,7 +393,7 @@ Result<CheckRunResult> run_checks(const Store& store, const ImageRecord& img, co
       });
       sinks.check(ctx, make_view(meta, layer_ref(img, ve.layer), false, regular ? &content : nullptr, &memo,
                                  memo.view_key(ve, we.path)));
-    });
+    }, 4096, WalkStat::TypeOnly);  // owner and mode come from the indexes (walk.h)
     // A directory the caller cannot list (mode 0000 without a subuid range) is
     // not a gap: its entries are checked from the view below, and a check that
     // then cannot read a file's content reports that file.

@@ -87,19 +87,40 @@ std::string finish(uint32_t st[4], const unsigned char* tail, size_t n, uint64_t
 // _mm512_undefined_* placeholders of set1 and gather): a known false positive.
 #pragma GCC diagnostic push
 #pragma GCC diagnostic ignored "-Wmaybe-uninitialized"
-// `blocks` blocks of every active lane: lane l's next block is at base + off[l].
+// `blocks` blocks of every active lane: lane l's next block is at base + off[l]
+// (an inactive lane's off[l] must point at 64 readable bytes too).
 // st[w][l] is word w of lane l's state; inactive lanes keep theirs.
 __attribute__((target("avx512f"))) void blocks_x16(uint32_t st[4][16], const char* base, const uint32_t off[16],
                                                     uint16_t active, size_t blocks) {
   const __mmask16 m = active;
   __m512i A = _mm512_loadu_si512(st[0]), B = _mm512_loadu_si512(st[1]), C = _mm512_loadu_si512(st[2]),
           D = _mm512_loadu_si512(st[3]);
-  __m512i idx = _mm512_loadu_si512(off);
-  const __m512i step = _mm512_set1_epi32(64);
+  const char* p[16];
+  for (int l = 0; l < 16; ++l) p[l] = base + off[l];
   for (size_t n = 0; n < blocks; ++n) {
-    __m512i M[16];
-    for (int w = 0; w < 16; ++w)
-      M[w] = _mm512_i32gather_epi32(_mm512_add_epi32(idx, _mm512_set1_epi32(4 * w)), base, 1);
+    // Lane l's block is row l; M[w] is column w, word w of every lane's block:
+    // a 16x16 transpose in four rounds of shuffles (cheaper than 16 gathers).
+    __m512i M[16], t[16];
+    for (int l = 0; l < 16; ++l) M[l] = _mm512_loadu_si512(p[l]);
+    for (int l = 0; l < 16; l += 2) {
+      t[l] = _mm512_unpacklo_epi32(M[l], M[l + 1]);
+      t[l + 1] = _mm512_unpackhi_epi32(M[l], M[l + 1]);
+    }
+    for (int g = 0; g < 16; g += 4) {  // 128-bit lane k of M[g + j] is word 4k + j of rows g..g+3
+      M[g] = _mm512_unpacklo_epi64(t[g], t[g + 2]);
+      M[g + 1] = _mm512_unpackhi_epi64(t[g], t[g + 2]);
+      M[g + 2] = _mm512_unpacklo_epi64(t[g + 1], t[g + 3]);
+      M[g + 3] = _mm512_unpackhi_epi64(t[g + 1], t[g + 3]);
+    }
+    for (int j = 0; j < 4; ++j) {
+      __m512i x0 = _mm512_shuffle_i32x4(M[j], M[4 + j], 0x44), x1 = _mm512_shuffle_i32x4(M[j], M[4 + j], 0xee);
+      __m512i y0 = _mm512_shuffle_i32x4(M[8 + j], M[12 + j], 0x44), y1 = _mm512_shuffle_i32x4(M[8 + j], M[12 + j], 0xee);
+      t[j] = _mm512_shuffle_i32x4(x0, y0, 0x88);
+      t[4 + j] = _mm512_shuffle_i32x4(x0, y0, 0xdd);
+      t[8 + j] = _mm512_shuffle_i32x4(x1, y1, 0x88);
+      t[12 + j] = _mm512_shuffle_i32x4(x1, y1, 0xdd);
+    }
+    for (int w = 0; w < 16; ++w) M[w] = t[w];
     __m512i a = A, b = B, c = C, d = D;
 #define MOAT_MD5_ROUND(r, F)                                                                         \
   for (int j = 0; j < 16; ++j) {                                                                     \
@@ -121,7 +142,8 @@ __attribute__((target("avx512f"))) void blocks_x16(uint32_t st[4][16], const cha
     B = _mm512_mask_add_epi32(B, m, B, b);
     C = _mm512_mask_add_epi32(C, m, C, c);
     D = _mm512_mask_add_epi32(D, m, D, d);
-    idx = _mm512_mask_add_epi32(idx, m, idx, step);
+    for (int l = 0; l < 16; ++l)
+      if (active & (1u << l)) p[l] += 64;
   }
   _mm512_storeu_si512(st[0], A);
   _mm512_storeu_si512(st[1], B);

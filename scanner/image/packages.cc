@@ -80,6 +80,15 @@ template <typename Map>
 const typename Map::mapped_type* PackageDb::lookup(const Map& m, std::string_view path) const {
   if (auto it = m.find(path); it != m.end()) return &it->second;
   if (!merged_usr_) return nullptr;
+  // Only these trees have another spelling; most misses (/usr/share, /etc ...)
+  // stop here without building one.
+  static constexpr std::string_view kAliased[] = {"/bin",     "/sbin",     "/lib",     "/lib32",     "/lib64",
+                                                  "/libx32",  "/usr/bin",  "/usr/sbin", "/usr/lib",   "/usr/lib32",
+                                                  "/usr/lib64", "/usr/libx32"};
+  if (std::none_of(std::begin(kAliased), std::end(kAliased), [&](std::string_view d) {
+        return path.substr(0, d.size()) == d && (path.size() == d.size() || path[d.size()] == '/');
+      }))
+    return nullptr;
   std::string alt = policy::usr_merged(path);
   if (alt == path) alt = usr_unmerged(path);
   if (alt.empty() || alt == path) return nullptr;

@@ -18,6 +18,7 @@
 #include "scanner/checks/accounts.h"
 #include "scanner/image/identity.h"
 #include "scanner/image/packages.h"
+#include "scanner/image/packages_md5.h"
 #include "scanner/checks/secret_scan.h"
 #include "scanner/session/walk.h"
 #include "scanner/checks/secret_context.h"
@@ -145,7 +146,65 @@ class DigestMemo {
     if (ve.hardlink_to.empty() && !targets_.count(path)) return {};
     return std::to_string(ve.layer) + "\n" + file;
   }
+  // The MD5 of every visible file the package database records one for,
+  // sixteen files at a time (packages_md5.h), before the walk: the
+  // integrity check then finds each digest here instead of hashing one file
+  // at a time. Content comes from the layers' diff dirs beneath the store,
+  // as in userspace mode (MergedView::open); a file that cannot be read
+  // here is hashed by the check itself, which reports the error.
+  void prefill_md5(const MergedView& view, const PackageDb& packages) {
+    if (!md5_files_multi_buffer() || packages.digests() == 0) return;
+    struct Job {
+      std::string key;
+      const std::string* path;
+      size_t layer;
+      uint64_t size;
+    };
+    std::vector<Job> jobs;
+    std::unordered_set<std::string> keys;
+    for (const auto& [p, ve] : view.entries()) {
+      if (ve.entry.type != EntryType::File || ve.entry.size == 0) continue;
+      const ExpectedDigest* d = packages.digest_of(p);
+      if (!d || d->algo != DigestAlgo::Md5) continue;
+      std::string k = key_or_path(ve, p);
+      if (keys.insert(k).second) jobs.push_back({std::move(k), &p, ve.layer, ve.entry.size});
+    }
+    if (jobs.empty()) return;
+    // Similar sizes side by side, so the lanes of one batch finish together.
+    std::sort(jobs.begin(), jobs.end(), [](const Job& a, const Job& b) { return a.size > b.size; });
+    std::vector<Fd> roots;
+    for (size_t l = 0; l < view.layers(); ++l) roots.emplace_back(::open(view.diff_dir(l).c_str(), O_RDONLY | O_DIRECTORY | O_CLOEXEC));
+    std::vector<std::optional<std::string>> got(jobs.size());
+    const size_t grain = std::max<size_t>(64, jobs.size() / 32);
+    tbb::parallel_for(tbb::blocked_range<size_t>(0, jobs.size(), grain), [&](const tbb::blocked_range<size_t>& r) {
+      auto h = md5_files(r.size(), [&](size_t i) -> Result<Fd> {
+        const Job& j = jobs[r.begin() + i];
+        const Fd& root = roots[j.layer];
+        if (!root.valid()) return Error{"layer not open"};
+        MOAT_ASSIGN_OR_RETURN(Fd fd, open_beneath(root.get(), j.path->substr(1), O_RDONLY | O_NOFOLLOW | O_NONBLOCK | O_NOCTTY));
+        struct stat st;
+        if (fstat(fd.get(), &st) != 0 || !S_ISREG(st.st_mode)) return Error{"not a regular file"};
+        return fd;
+      });
+      for (size_t i = 0; i < h.size(); ++i) got[r.begin() + i] = std::move(h[i]);
+    });
+    for (size_t i = 0; i < jobs.size(); ++i)
+      if (got[i]) md5_.emplace(std::move(jobs[i].key), std::move(*got[i]));
+  }
+  // The memo key of a file for the prefilled MD5s: key() or, for a file
+  // with one name, its path.
+  std::string key_or_path(const ViewEntry& ve, const std::string& path) const {
+    std::string k = key(ve, path);
+    return k.empty() ? "\n" + path : k;
+  }
+  // The key make_view() gets: with prefilled MD5s every file goes through the memo.
+  std::string view_key(const ViewEntry& ve, const std::string& path) const {
+    return md5_.empty() ? key(ve, path) : key_or_path(ve, path);
+  }
+
   Result<std::string> hash(const std::string& key, DigestAlgo a, LazyContent& content) {
+    if (a == DigestAlgo::Md5)
+      if (auto it = md5_.find(key); it != md5_.end()) return it->second;
     std::string k = key + "\n" + std::string(digest_algo_name(a));
     {
       std::lock_guard<std::mutex> g(mu_);
@@ -163,6 +222,7 @@ class DigestMemo {
   std::unordered_set<std::string> targets_;
   std::mutex mu_;
   std::unordered_map<std::string, std::string> done_;
+  std::unordered_map<std::string, std::string> md5_;  // prefill_md5(): memo key -> hex
 };
 
 EntryView make_view(const IndexEntry& meta, std::optional<LayerRef> layer, bool deleted, LazyContent* content,
@@ -284,6 +344,7 @@ Result<CheckRunResult> run_checks(const Store& store, const ImageRecord& img, co
   CheckContext ctx{policy, identity, packages, distro, CheckSelection::of(opt.checks)};
   Sinks sinks;
   DigestMemo memo(view);
+  if (!opt.checks.empty() && ctx.selection.has("integrity-mismatch")) memo.prefill_md5(view, packages);
 
   // The merged tree. `order` is the view in path order, for marking what the walk saw.
   std::vector<std::pair<const std::string*, const ViewEntry*>> order;
@@ -331,8 +392,8 @@ Result<CheckRunResult> run_checks(const Store& store, const ImageRecord& img, co
         return Fd(fd);
       });
       sinks.check(ctx, make_view(meta, layer_ref(img, ve.layer), false, regular ? &content : nullptr, &memo,
-                                 memo.key(ve, we.path)));
-    });
+                                 memo.view_key(ve, we.path)));
+    }, 4096, WalkStat::TypeOnly);  // owner and mode come from the indexes (walk.h)
     // A directory the caller cannot list (mode 0000 without a subuid range) is
     // not a gap: its entries are checked from the view below, and a check that
     // then cannot read a file's content reports that file.
@@ -351,7 +412,7 @@ Result<CheckRunResult> run_checks(const Store& store, const ImageRecord& img, co
       const ViewEntry& ve = *order[i].second;
       IndexEntry meta = meta_at(ve, path);
       LazyContent content([&view, &path]() { return view.open(path, O_RDONLY | O_NONBLOCK | O_NOCTTY); });
-      sinks.check(ctx, make_view(meta, layer_ref(img, ve.layer), false, &content, &memo, memo.key(ve, path)));
+      sinks.check(ctx, make_view(meta, layer_ref(img, ve.layer), false, &content, &memo, memo.view_key(ve, path)));
     }
   });
   if (opt.verbose && mount.session && unreached)

@@ -2,6 +2,8 @@
 
 #include <openssl/evp.h>
 
+#include <tbb/parallel_for.h>
+
 #include <algorithm>
 #include <cctype>
 
@@ -59,13 +61,6 @@ std::string usr_unmerged(std::string_view path) {
   return {};
 }
 
-// The path package `pkg` really installed `path` at, after diversions.
-std::string divert(const std::string& pkg, std::string path, const std::unordered_map<std::string, Diversion>& div) {
-  auto it = div.find(path);
-  if (it != div.end() && it->second.by != pkg) return it->second.to;
-  return path;
-}
-
 }  // namespace
 
 std::string PackageDb::managers() const {
@@ -83,21 +78,48 @@ std::string PackageDb::managers() const {
 
 template <typename Map>
 const typename Map::mapped_type* PackageDb::lookup(const Map& m, std::string_view path) const {
-  std::string key(path);
-  if (auto it = m.find(key); it != m.end()) return &it->second;
+  if (auto it = m.find(path); it != m.end()) return &it->second;
   if (!merged_usr_) return nullptr;
+  // Only these trees have another spelling; most misses (/usr/share, /etc ...)
+  // stop here without building one.
+  static constexpr std::string_view kAliased[] = {"/bin",     "/sbin",     "/lib",     "/lib32",     "/lib64",
+                                                  "/libx32",  "/usr/bin",  "/usr/sbin", "/usr/lib",   "/usr/lib32",
+                                                  "/usr/lib64", "/usr/libx32"};
+  if (std::none_of(std::begin(kAliased), std::end(kAliased), [&](std::string_view d) {
+        return path.substr(0, d.size()) == d && (path.size() == d.size() || path[d.size()] == '/');
+      }))
+    return nullptr;
   std::string alt = policy::usr_merged(path);
-  if (alt == key) alt = usr_unmerged(path);
-  if (alt.empty() || alt == key) return nullptr;
-  if (auto it = m.find(alt); it != m.end()) return &it->second;
+  if (alt == path) alt = usr_unmerged(path);
+  if (alt.empty() || alt == path) return nullptr;
+  if (auto it = m.find(std::string_view(alt)); it != m.end()) return &it->second;
   return nullptr;
 }
 
-const std::string* PackageDb::owner_of(std::string_view path) const { return lookup(owners_, path); }
+const std::string* PackageDb::owner_of(std::string_view path) const {
+  const std::string* const* p = lookup(owners_, path);
+  return p ? *p : nullptr;
+}
 const ExpectedDigest* PackageDb::digest_of(std::string_view path) const { return lookup(digests_, path); }
 
-void PackageDb::add_owner(std::string path, const std::string& package) { owners_.emplace(std::move(path), package); }
-void PackageDb::add_digest(std::string path, ExpectedDigest d) { digests_.emplace(std::move(path), std::move(d)); }
+std::string& PackageDb::keep(std::string text) { return kept_.emplace_back(std::move(text)); }
+const std::string* PackageDb::intern(std::string_view name) { return &*names_.emplace(name).first; }
+void PackageDb::add_owner_kept(std::string_view path, const std::string* package) { owners_.try_emplace(path, package); }
+void PackageDb::add_digest_kept(std::string_view path, ExpectedDigest d) { digests_.try_emplace(path, std::move(d)); }
+void PackageDb::reserve(size_t owners, size_t digests) {
+  owners_.reserve(owners);
+  digests_.reserve(digests);
+}
+
+// The first entry for a path wins: nothing is kept for a path already there.
+void PackageDb::add_owner(std::string path, const std::string& package) {
+  if (owners_.count(path)) return;
+  add_owner_kept(keep(std::move(path)), intern(package));
+}
+void PackageDb::add_digest(std::string path, ExpectedDigest d) {
+  if (digests_.count(path)) return;
+  add_digest_kept(keep(std::move(path)), std::move(d));
+}
 
 std::unordered_map<std::string, Diversion> parse_dpkg_diversions(std::string_view text) {
   std::vector<std::string> lines;
@@ -143,28 +165,67 @@ std::vector<DpkgPackage> parse_dpkg_status(std::string_view text) {
   return out;
 }
 
-void add_dpkg_list(PackageDb& db, const std::string& package, std::string_view list,
-                   const std::unordered_map<std::string, Diversion>& diversions) {
+namespace {
+
+// The diversion of `path` for package `pkg`, or null. `key` is scratch space.
+const Diversion* diverted(const std::string& pkg, std::string_view path,
+                          const std::unordered_map<std::string, Diversion>& div, std::string& key) {
+  if (div.empty()) return nullptr;
+  key.assign(path);
+  auto it = div.find(key);
+  return it != div.end() && it->second.by != pkg ? &it->second : nullptr;
+}
+
+// add_dpkg_list on a text the database keeps.
+void add_dpkg_list_kept(PackageDb& db, const std::string& package, const std::string& list,
+                        const std::unordered_map<std::string, Diversion>& diversions) {
+  const std::string* pkg = db.intern(package);
+  std::string key;
   for_each_line(list, [&](std::string_view line) {
     if (line.empty() || line == "/." || line[0] != '/') return;
-    db.add_owner(divert(package, std::string(line), diversions), package);
+    if (const Diversion* d = diverted(package, line, diversions, key)) db.add_owner(d->to, package);
+    else db.add_owner_kept(line, pkg);
   });
+}
+
+// add_dpkg_md5sums on a text the database keeps: each line's second space
+// becomes the path's leading '/', so the path is a view into the text.
+void add_dpkg_md5sums_kept(PackageDb& db, const std::string& package, std::string& md5sums,
+                           const std::unordered_map<std::string, Diversion>& diversions) {
+  size_t bad = 0;
+  std::string key;
+  size_t pos = 0;
+  while (pos < md5sums.size()) {
+    size_t nl = md5sums.find('\n', pos);
+    if (nl == std::string::npos) nl = md5sums.size();
+    const size_t at = pos;
+    std::string_view line(md5sums.data() + at, nl - at);
+    pos = nl + 1;
+    if (line.empty()) continue;
+    // "<32 hex><two spaces><path>": the path may itself contain spaces.
+    if (line.size() < 35 || !is_hex(line.substr(0, 32), 32) || line.substr(32, 2) != "  ") {
+      ++bad;
+      continue;
+    }
+    ExpectedDigest d{DigestAlgo::Md5, lower(line.substr(0, 32)), package};
+    md5sums[at + 33] = '/';
+    std::string_view path = line.substr(33);
+    if (const Diversion* dv = diverted(package, path, diversions, key)) db.add_digest(dv->to, std::move(d));
+    else db.add_digest_kept(path, std::move(d));
+  }
+  if (bad) db.errors.push_back("dpkg md5sums of " + package + ": " + std::to_string(bad) + " malformed line(s) skipped");
+}
+
+}  // namespace
+
+void add_dpkg_list(PackageDb& db, const std::string& package, std::string_view list,
+                   const std::unordered_map<std::string, Diversion>& diversions) {
+  add_dpkg_list_kept(db, package, db.keep(std::string(list)), diversions);
 }
 
 void add_dpkg_md5sums(PackageDb& db, const std::string& package, std::string_view md5sums,
                       const std::unordered_map<std::string, Diversion>& diversions) {
-  size_t bad = 0;
-  for_each_line(md5sums, [&](std::string_view line) {
-    if (line.empty()) return;
-    // "<32 hex><two spaces><path>": the path may itself contain spaces.
-    if (line.size() < 35 || !is_hex(line.substr(0, 32), 32) || line.substr(32, 2) != "  ") {
-      ++bad;
-      return;
-    }
-    std::string path = "/" + std::string(line.substr(34));
-    db.add_digest(divert(package, std::move(path), diversions), ExpectedDigest{DigestAlgo::Md5, lower(line.substr(0, 32)), package});
-  });
-  if (bad) db.errors.push_back("dpkg md5sums of " + package + ": " + std::to_string(bad) + " malformed line(s) skipped");
+  add_dpkg_md5sums_kept(db, package, db.keep(std::string(md5sums)), diversions);
 }
 
 namespace {
@@ -255,30 +316,53 @@ Result<PackageDb> load_package_db(const ReadImageFile& read) {
     std::unordered_map<std::string, Diversion> div;
     MOAT_ASSIGN_OR_RETURN(auto divtext, read("/var/lib/dpkg/diversions"));
     if (divtext) div = parse_dpkg_diversions(*divtext);
-    for (const auto& p : parse_dpkg_status(*status)) {
-      db.packages.push_back(PackageInfo{p.name, p.version, p.arch, "dpkg"});
+    // Each package's info files, read in parallel (hundreds of small files;
+    // `read` may be called from any thread), then added in database order:
+    // the first package to list a path owns it.
+    struct Info {
+      std::vector<std::string> errors;
+      std::optional<std::string> list, sums;
+    };
+    const std::vector<DpkgPackage> pkgs = parse_dpkg_status(*status);
+    std::vector<Info> info(pkgs.size());
+    tbb::parallel_for(size_t{0}, pkgs.size(), [&](size_t i) {
+      const DpkgPackage& p = pkgs[i];
+      Info& in = info[i];
       // Multi-Arch: same packages use "<pkg>:<arch>" info files; others
       // plain "<pkg>". Try the arch-qualified name first, then the plain one.
       std::vector<std::string> stems;
       if (!p.arch.empty()) stems.push_back("/var/lib/dpkg/info/" + p.name + ":" + p.arch);
       stems.push_back("/var/lib/dpkg/info/" + p.name);
-      bool found_list = false;
       for (const auto& stem : stems) {
         auto list = read(stem + ".list");
         if (!list.ok()) {
-          db.errors.push_back("dpkg: " + list.error().describe());
+          in.errors.push_back("dpkg: " + list.error().describe());
           break;
         }
         if (!*list) continue;
-        found_list = true;
-        add_dpkg_list(db, p.name, **list, div);
+        in.list = std::move(**list);
         auto sums = read(stem + ".md5sums");
-        if (!sums.ok()) db.errors.push_back("dpkg: " + sums.error().describe());
-        else if (*sums) add_dpkg_md5sums(db, p.name, **sums, div);
+        if (!sums.ok()) in.errors.push_back("dpkg: " + sums.error().describe());
+        else if (*sums) in.sums = std::move(**sums);
         // No .md5sums is normal for some packages (metapackages, old debs).
         break;
       }
-      if (!found_list) db.errors.push_back("dpkg: package " + p.name + " has no file list in /var/lib/dpkg/info");
+    });
+    size_t lines = 0, sum_lines = 0;
+    for (const Info& in : info) {
+      if (in.list) lines += static_cast<size_t>(std::count(in.list->begin(), in.list->end(), '\n'));
+      if (in.sums) sum_lines += static_cast<size_t>(std::count(in.sums->begin(), in.sums->end(), '\n'));
+    }
+    db.reserve(lines, sum_lines);
+    for (size_t i = 0; i < pkgs.size(); ++i) {
+      const DpkgPackage& p = pkgs[i];
+      Info& in = info[i];
+      db.packages.push_back(PackageInfo{p.name, p.version, p.arch, "dpkg"});
+      for (auto& e : in.errors) db.errors.push_back(std::move(e));
+      if (in.list) add_dpkg_list_kept(db, p.name, db.keep(std::move(*in.list)), div);
+      // (a read error of the .md5sums comes before its lines' errors, as it always did)
+      if (in.sums) add_dpkg_md5sums_kept(db, p.name, db.keep(std::move(*in.sums)), div);
+      if (!in.list) db.errors.push_back("dpkg: package " + p.name + " has no file list in /var/lib/dpkg/info");
     }
   }
   MOAT_ASSIGN_OR_RETURN(auto apk, read("/lib/apk/db/installed"));

@@ -35,11 +35,13 @@
 #pragma once
 
 #include <cstdint>
+#include <deque>
 #include <functional>
 #include <optional>
 #include <string>
 #include <string_view>
 #include <unordered_map>
+#include <unordered_set>
 #include <vector>
 
 #include "storage/result.h"
@@ -63,10 +65,23 @@ struct PackageInfo {
 
 // Reads a file of the image by absolute path: nullopt when it does not exist,
 // an Error when it exists but cannot be read or exceeds the caller's limit.
+// load_package_db() calls it from several threads at once.
 using ReadImageFile = std::function<Result<std::optional<std::string>>(const std::string& path)>;
 
+// Paths and package names are held once: the paths of dpkg's .list and
+// .md5sums files stay in the texts they were read from and the maps point
+// into them, and each package name is stored once. A Debian image has tens of
+// thousands of packaged paths; a string per path and per owner was most of
+// the fixed cost of every scan (benchmarks/README.md, "First run").
+// Movable, not copyable (the maps point into its own storage).
 class PackageDb {
  public:
+  PackageDb() = default;
+  PackageDb(PackageDb&&) = default;
+  PackageDb& operator=(PackageDb&&) = default;
+  PackageDb(const PackageDb&) = delete;
+  PackageDb& operator=(const PackageDb&) = delete;
+
   std::vector<PackageInfo> packages;  // in database order
   std::vector<std::string> errors;    // per-package problems (missing .list ...)
 
@@ -86,11 +101,22 @@ class PackageDb {
   size_t owned_paths() const { return owners_.size(); }
   size_t digests() const { return digests_.size(); }
 
+  // For the loaders: `text` kept for as long as the database lives (the
+  // returned string never moves; a loader may rewrite bytes in it), a name
+  // stored once, and entries whose path points into kept text.
+  std::string& keep(std::string text);
+  const std::string* intern(std::string_view name);
+  void add_owner_kept(std::string_view path, const std::string* package);
+  void add_digest_kept(std::string_view path, ExpectedDigest d);
+  void reserve(size_t owners, size_t digests);
+
  private:
   template <typename Map>
   const typename Map::mapped_type* lookup(const Map& m, std::string_view path) const;
-  std::unordered_map<std::string, std::string> owners_;
-  std::unordered_map<std::string, ExpectedDigest> digests_;
+  std::deque<std::string> kept_;
+  std::unordered_set<std::string> names_;
+  std::unordered_map<std::string_view, const std::string*> owners_;
+  std::unordered_map<std::string_view, ExpectedDigest> digests_;
   bool merged_usr_ = false;
 };
 

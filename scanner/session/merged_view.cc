@@ -1,6 +1,9 @@
 #include "scanner/session/merged_view.h"
 
 #include <fcntl.h>
+#include <tbb/parallel_for.h>
+
+#include <optional>
 
 #include "storage/fsutil.h"
 
@@ -121,12 +124,16 @@ Result<MergedView> MergedView::from_layers(std::vector<std::vector<IndexEntry>> 
 }
 
 Result<MergedView> MergedView::build(const Store& store, const ImageRecord& img, size_t max_entries) {
+  // The indexes are parsed in parallel (a base layer's has tens of thousands
+  // of lines); the first error in layer order is the one reported.
+  std::vector<std::optional<Result<std::vector<IndexEntry>>>> got(img.layers.size());
+  tbb::parallel_for(size_t{0}, img.layers.size(), [&](size_t i) { got[i] = store.layer_index(img.layers[i].diff_id); });
   std::vector<std::vector<IndexEntry>> idx;
   std::vector<std::string> dirs;
-  for (const auto& l : img.layers) {
-    auto r = store.layer_index(l.diff_id);
-    if (!r) return std::move(r).error().context("layer " + std::to_string(l.index) + " (" + l.diff_id + ")");
-    idx.push_back(std::move(r).value());
+  for (size_t i = 0; i < img.layers.size(); ++i) {
+    const auto& l = img.layers[i];
+    if (!*got[i]) return std::move(*got[i]).error().context("layer " + std::to_string(l.index) + " (" + l.diff_id + ")");
+    idx.push_back(std::move(*got[i]).value());
     dirs.push_back(store.diff_dir(l.diff_id));
   }
   return from_layers(std::move(idx), std::move(dirs), max_entries);

@@ -25,7 +25,23 @@ struct DirItem {
 };
 }  // namespace
 
-std::vector<WalkError> parallel_walk(int root_fd, const WalkVisitor& visit, size_t max_depth) {
+namespace {
+// The file type bits of a dirent's d_type, or 0 when it says nothing.
+mode_t type_of(unsigned char d_type) {
+  switch (d_type) {
+    case DT_REG: return S_IFREG;
+    case DT_DIR: return S_IFDIR;
+    case DT_LNK: return S_IFLNK;
+    case DT_CHR: return S_IFCHR;
+    case DT_BLK: return S_IFBLK;
+    case DT_FIFO: return S_IFIFO;
+    case DT_SOCK: return S_IFSOCK;
+    default: return 0;
+  }
+}
+}  // namespace
+
+std::vector<WalkError> parallel_walk(int root_fd, const WalkVisitor& visit, size_t max_depth, WalkStat stat_mode) {
   std::vector<WalkError> errors;
   std::mutex mu;
   auto fail = [&](const std::string& path, Error e) {
@@ -66,7 +82,11 @@ std::vector<WalkError> parallel_walk(int root_fd, const WalkVisitor& visit, size
       if (n[0] == '.' && (n[1] == 0 || (n[1] == '.' && n[2] == 0))) continue;
       struct stat st;
       std::string path = prefix + n;
-      if (fstatat(sfd, n, &st, AT_SYMLINK_NOFOLLOW) != 0) {
+      const mode_t type = stat_mode == WalkStat::TypeOnly ? type_of(e->d_type) : 0;
+      if (type) {
+        st = {};
+        st.st_mode = type;
+      } else if (fstatat(sfd, n, &st, AT_SYMLINK_NOFOLLOW) != 0) {
         fail(path, sys_error("stat"));
         continue;
       }

@@ -1,4 +1,5 @@
 #include "scanner/image/packages.h"
+#include "scanner/image/packages_md5.h"
 
 #include <gtest/gtest.h>
 
@@ -194,6 +195,34 @@ TEST(OsRelease, Ids) {
   EXPECT_EQ(os_release_ids("ID=\"rocky\"\nID_LIKE=\"rhel centos fedora\"\n"),
             (std::vector<std::string>{"rocky", "rhel", "centos", "fedora"}));
   EXPECT_TRUE(os_release_ids("").empty());
+}
+
+// The sixteen-lane MD5 (and its scalar form) against OpenSSL, on every
+// length around the block and padding edges, on mixed sizes so lanes finish
+// and refill at different times, and fed in pieces of several sizes.
+TEST(PackagesMd5, MatchesOpenSslOnManySizes) {
+  std::vector<std::string> data;
+  uint32_t x = 12345;
+  auto rnd = [&] { return x = x * 1103515245u + 12345u; };
+  for (size_t n = 0; n <= 200; ++n) data.emplace_back(n, static_cast<char>('a' + n % 26));
+  for (size_t n : {1000u, 4095u, 4096u, 65535u, 65536u, 65599u, 300000u, 1u << 20}) {
+    std::string s(n, '\0');
+    for (auto& c : s) c = static_cast<char>(rnd() >> 24);
+    data.push_back(std::move(s));
+  }
+  for (int i = 0; i < 100; ++i) {
+    std::string s(rnd() % 20000, '\0');
+    for (auto& c : s) c = static_cast<char>(rnd() >> 24);
+    data.push_back(std::move(s));
+  }
+  std::vector<std::string> want;
+  for (const auto& d : data) want.push_back(digest_hex(DigestAlgo::Md5, d));
+  EXPECT_EQ(want[0], "d41d8cd98f00b204e9800998ecf8427e");  // MD5("")
+  for (size_t piece : {size_t{1} << 20, size_t{4096}, size_t{100}, size_t{63}, size_t{7}}) {
+    EXPECT_EQ(md5_buffers_for_test(data, piece, /*force_scalar=*/false), want) << "piece " << piece;
+    EXPECT_EQ(md5_buffers_for_test(data, piece, /*force_scalar=*/true), want) << "scalar, piece " << piece;
+  }
+  if (!md5_files_multi_buffer()) GTEST_SKIP() << "no AVX-512 here: only the scalar form was tested";
 }
 
 }  // namespace

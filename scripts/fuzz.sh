@@ -24,12 +24,18 @@ RSS=${FUZZ_RSS_MB:-2048}
 JOBS=${FUZZ_JOBS:-1}
 
 TARGETS=(unpack_tar unpack_compressed oci_layout docker_manifest image_archive dpkg apk rpm_header rpm_sqlite rpm_bdb
-         accounts moatignore secret_rules secret_scan small_formats)
+         accounts moatignore secret_rules secret_scan small_formats
+         registry_auth registry_manifest registries_conf cstorage_json tar_split trust_policy registries_d signature)
 dict_of() {
   case $1 in
     unpack_tar|unpack_compressed) echo tar ;;
     image_archive) echo tar json ;;
-    oci_layout|docker_manifest) echo json ;;
+    oci_layout|docker_manifest|registry_manifest) echo json ;;
+    registry_auth) echo registry ;;
+    registries_conf) echo registries_conf ;;
+    cstorage_json) echo cstorage ;;
+    tar_split) echo tar_split ;;
+    trust_policy|registries_d|signature) echo trust ;;
     dpkg|apk|accounts) echo packages ;;
     moatignore) echo ignore ;;
     secret_rules) echo rules ;;

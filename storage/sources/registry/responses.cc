@@ -11,6 +11,7 @@ namespace moat::registry {
 using json = nlohmann::json;
 
 constexpr long kMaxTokenLifetime = 24 * 3600;
+constexpr long kMaxRetryAfter = 366L * 24 * 3600;
 
 Challenge parse_challenge(const std::string& h) {
   Challenge c;
@@ -84,8 +85,12 @@ std::chrono::steady_clock::time_point token_renew_at(long expires_in, std::chron
 long parse_retry_after(const std::string& v) {
   if (v.empty()) return -1;
   if (isdigit(static_cast<unsigned char>(v[0]))) {
+    // At most a year: the 429 message adds it to the time of day, which a
+    // huge value overflowed (found by tests/fuzz/registry_auth).
     try {
-      return std::stol(v);
+      return std::min(std::stol(v), kMaxRetryAfter);
+    } catch (const std::out_of_range&) {
+      return kMaxRetryAfter;
     } catch (...) {
       return -1;
     }
@@ -93,7 +98,7 @@ long parse_retry_after(const std::string& v) {
   struct tm tm {};
   if (strptime(v.c_str(), "%a, %d %b %Y %H:%M:%S GMT", &tm)) {
     long d = static_cast<long>(timegm(&tm) - time(nullptr));
-    return d < 0 ? 0 : d;
+    return d < 0 ? 0 : std::min(d, kMaxRetryAfter);
   }
   return -1;
 }

@@ -34,7 +34,7 @@ TokenReply parse_token_reply(const std::string& body);
 // When a token of that lifetime, fetched `now`, is renewed (a little early).
 std::chrono::steady_clock::time_point token_renew_at(long expires_in, std::chrono::steady_clock::time_point now);
 
-// Retry-After: seconds or an HTTP date; -1 when absent or unreadable.
+// Retry-After: seconds (at most a year) or an HTTP date; -1 when absent or unreadable.
 long parse_retry_after(const std::string& value);
 // The UTC time `seconds` from now, for messages ("2026-11-30 14:00:00 UTC").
 std::string utc_in(long seconds);

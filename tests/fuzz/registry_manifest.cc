@@ -42,29 +42,38 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
   limits.max_json_bytes = 1 << 20;
   limits.max_layers = 64;
   const std::string what = "registry.example/fuzz/image";
-  for (const std::string& ref : {std::string("latest"), digests[0]}) {
-    auto m = registry::manifest_from_body(parts[0], content_type, ref, what + ":" + ref);
-    if (!m.ok()) continue;
-    MOAT_FUZZ_ASSERT(m->digest == digests[0], "the manifest digest is not of its bytes");
-    for (const Platform& want : {Platform{"linux", "amd64", ""}, Platform{"linux", "arm64", "v8"}}) {
-      auto tree = std::make_unique<RegistryMemTree>();
-      for (size_t i = 0; i < parts.size(); ++i) {
-        std::string hex = digests[i].substr(7);
-        tree->files[registry::registry_manifest_path(hex)] = parts[i];
-        tree->files[registry::registry_blob_path(hex)] = parts[i];
-      }
-      Reference r{Transport::Docker, "registry.example/fuzz/image", "", "docker://registry.example/fuzz/image:latest"};
-      auto img = open_registry_tree(std::move(tree), r, m->digest, m->media_type, static_cast<int64_t>(m->bytes.size()),
-                                    want, limits);
-      if (!img.ok()) {
-        MOAT_FUZZ_ASSERT(!img.error().describe().empty(), "an error without a message");
-        continue;
-      }
-      const ImageDesc& d = (*img)->desc();
-      MOAT_FUZZ_ASSERT(sha256_digest(d.manifest) == d.manifest_digest, "the selected manifest is not verified");
-      MOAT_FUZZ_ASSERT(sha256_digest(d.config) == d.config_digest, "the config is not verified");
-      for (const auto& l : d.layers) MOAT_FUZZ_ASSERT(l.size >= 0, "a registry layer without a size was accepted");
+  // By tag, by its own digest and by another digest (refused): the same
+  // bytes give the same Manifest, so the documents are read once per platform.
+  auto m = registry::manifest_from_body(parts[0], content_type, "latest", what + ":latest");
+  auto by_digest = registry::manifest_from_body(parts[0], content_type, digests[0], what + "@" + digests[0]);
+  MOAT_FUZZ_ASSERT(m.ok() == by_digest.ok(), "a manifest reads differently by tag and by its digest");
+  const std::string other = "sha256:" + std::string(64, '0');
+  if (digests[0] != other)
+    MOAT_FUZZ_ASSERT(!registry::manifest_from_body(parts[0], content_type, other, what + "@" + other).ok(),
+                     "a manifest was accepted under another digest");
+  if (!m.ok()) return 0;
+  MOAT_FUZZ_ASSERT(m->digest == digests[0] && by_digest->media_type == m->media_type, "the manifest digest is not of its bytes");
+  // The platform matters only to an index (a document with "manifests").
+  std::vector<Platform> platforms{Platform{"linux", "amd64", ""}};
+  if (in.find("manifests") != std::string_view::npos) platforms.push_back(Platform{"linux", "arm64", "v8"});
+  for (const Platform& want : platforms) {
+    auto tree = std::make_unique<RegistryMemTree>();
+    for (size_t i = 0; i < parts.size(); ++i) {
+      std::string hex = digests[i].substr(7);
+      tree->files[registry::registry_manifest_path(hex)] = parts[i];
+      tree->files[registry::registry_blob_path(hex)] = parts[i];
     }
+    Reference r{Transport::Docker, "registry.example/fuzz/image", "", "docker://registry.example/fuzz/image:latest"};
+    auto img = open_registry_tree(std::move(tree), r, m->digest, m->media_type, static_cast<int64_t>(m->bytes.size()),
+                                  want, limits);
+    if (!img.ok()) {
+      MOAT_FUZZ_ASSERT(!img.error().describe().empty(), "an error without a message");
+      continue;
+    }
+    const ImageDesc& d = (*img)->desc();
+    MOAT_FUZZ_ASSERT(sha256_digest(d.manifest) == d.manifest_digest, "the selected manifest is not verified");
+    MOAT_FUZZ_ASSERT(sha256_digest(d.config) == d.config_digest, "the config is not verified");
+    for (const auto& l : d.layers) MOAT_FUZZ_ASSERT(l.size >= 0, "a registry layer without a size was accepted");
   }
   return 0;
 }

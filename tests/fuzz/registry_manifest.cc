@@ -22,6 +22,7 @@ namespace {
 // RegistryTree::exists(): every document and blob path "exists" until fetched.
 class RegistryMemTree : public fuzz::MemTree {
  public:
+  using MemTree::MemTree;
   bool exists(const std::string& path) override {
     return path.rfind("blobs/sha256:", 0) == 0 || path.rfind("manifests/sha256:", 0) == 0;
   }
@@ -56,13 +57,14 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
   // The platform matters only to an index (a document with "manifests").
   std::vector<Platform> platforms{Platform{"linux", "amd64", ""}};
   if (in.find("manifests") != std::string_view::npos) platforms.push_back(Platform{"linux", "arm64", "v8"});
+  auto files = std::make_shared<fuzz::MemTree::Files>();
+  for (size_t i = 0; i < parts.size(); ++i) {
+    std::string hex = digests[i].substr(7);
+    (*files)[registry::registry_manifest_path(hex)] = parts[i];
+    (*files)[registry::registry_blob_path(hex)] = parts[i];
+  }
   for (const Platform& want : platforms) {
-    auto tree = std::make_unique<RegistryMemTree>();
-    for (size_t i = 0; i < parts.size(); ++i) {
-      std::string hex = digests[i].substr(7);
-      tree->files[registry::registry_manifest_path(hex)] = parts[i];
-      tree->files[registry::registry_blob_path(hex)] = parts[i];
-    }
+    auto tree = std::make_unique<RegistryMemTree>(files);
     Reference r{Transport::Docker, "registry.example/fuzz/image", "", "docker://registry.example/fuzz/image:latest"};
     auto img = open_registry_tree(std::move(tree), r, m->digest, m->media_type, static_cast<int64_t>(m->bytes.size()),
                                   want, limits);

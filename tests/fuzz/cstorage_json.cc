@@ -53,10 +53,10 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
   StoreLocation loc;
   loc.graphroot = "/home/u/.local/share/containers/storage";
   loc.runroot = "/run/user/1000/containers";
-  for (bool from_system : {false, true}) {
-    StoreLocation l = loc;
-    (void)apply_storage_conf(parts[2], "storage.conf", from_system, l);
-  }
+  // The TOML parse is most of an execution: the file is read once, as the
+  // user's own file or (last byte odd) as the system file read by a rootless user.
+  const bool from_system = !parts[2].empty() && (parts[2].back() & 1);
+  (void)apply_storage_conf(parts[2], "storage.conf", from_system, loc);
 
   std::string_view names = parts[3].empty() ? std::string_view("alpine\n") : std::string_view(parts[3]);
   for (int n = 0; n < 8 && !names.empty(); ++n) {

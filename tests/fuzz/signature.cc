@@ -8,11 +8,11 @@
 //   - cosign's attachment manifest through parse_attachment(), its layer
 //     blobs served from the input by digest;
 //   - every sigstore signature found through SigstoreVerifier::verify()
-//     (scanner/trust/sigstore.h) for three fixed requirements: a public key
-//     (PEM_SIGNER below), the same key with a Rekor key (the Rekor SET: strict
-//     JSON, base64, hashedrekord body), and a PKI with a fixed CA (the
-//     signature's certificate and chain, PEM and X.509); a payload that
-//     verifies is parsed as evaluate() parses it.
+//     (scanner/trust/sigstore.h) for three fixed requirements: public keys
+//     (PEM_SIGNER and PEM_CA_KEY below), the same keys with a Rekor key (the
+//     Rekor SET: strict JSON, base64, hashedrekord body), and a PKI with a
+//     fixed CA (the signature's certificate and chain, PEM and X.509); a
+//     payload that verifies is parsed as evaluate() parses it.
 //
 // Input: parts separated by "\n@@@@\n": 0 a payload, 1 a signature blob,
 // 2 an attachment manifest, 3.. its layer blobs ("@N" = part N's digest).

@@ -95,7 +95,6 @@ bool tag_missing(const Error& e) {
   return m.size() >= kTail.size() && m.compare(m.size() - kTail.size(), kTail.size(), kTail) == 0;
 }
 
-
 Status add_sigstore_attachments(registry::Client& client, const std::string& repo, const std::string& digest,
                                 const std::string& where, SignatureSet& set) {
   std::string tag = "sha256-" + digest_hex(digest) + ".sig";

@@ -9,6 +9,8 @@
 #include <sstream>
 #include <toml.hpp>
 
+#include "storage/toml_check.h"
+
 namespace moat::cstorage {
 
 uint32_t host_uid() {
@@ -106,10 +108,8 @@ std::string subid_hint() {
 
 Status apply_storage_conf(const std::string& text, const std::string& file, bool rootless_from_system,
                           StoreLocation& loc) {
-  // toml11 3.7 reads out of bounds on invalid UTF-8 in a string (see registries_conf.cc).
-  if (auto bad = toml::detail::check_utf8_validity(text); bad >= 0)
-    return Error{file + " is not valid storage.conf TOML: invalid UTF-8 at byte " + std::to_string(bad)}.with_hint(
-        "fix the file (containers-storage.conf(5))");
+  if (Status ok = check_toml_text(text, file); !ok)
+    return std::move(ok).error().with_hint("fix the file (containers-storage.conf(5))");
   try {
     std::istringstream in(text);
     const auto doc = toml::parse(in, file);

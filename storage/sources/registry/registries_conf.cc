@@ -10,6 +10,7 @@
 #include <toml.hpp>
 
 #include "storage/fsutil.h"
+#include "storage/toml_check.h"
 
 namespace moat::registry {
 namespace {
@@ -62,12 +63,8 @@ Result<RegistriesConf> parse_registries_conf(const std::string& text, const std:
   RegistriesConf c;
   c.files.push_back(file_name);
   toml::value data;
-  // TOML is UTF-8; toml11 3.7 (Debian 12) reads out of bounds while reporting
-  // invalid UTF-8 inside a string (toml11 issue #199, found by tests/fuzz/registries_conf),
-  // so such a file is refused before it is parsed.
-  if (auto bad = toml::detail::check_utf8_validity(text); bad >= 0)
-    return Error{file_name + " is not valid TOML: invalid UTF-8 at byte " + std::to_string(bad)}.with_hint(
-        "fix the file (man containers-registries.conf)");
+  if (Status ok = check_toml_text(text, file_name); !ok)
+    return std::move(ok).error().with_hint("fix the file (man containers-registries.conf)");
   try {
     std::istringstream in(text);
     data = toml::parse(in, file_name);

@@ -33,12 +33,18 @@ MAX_EXECS=${FUZZ_MAX_EXECS:-0}  # stop a target after this many executions (0: n
 NICE=${FUZZ_NICE:-10}
 
 TARGETS=(unpack_tar unpack_compressed oci_layout docker_manifest image_archive dpkg apk rpm_header rpm_sqlite rpm_bdb
-         accounts moatignore secret_rules secret_scan small_formats)
+         accounts moatignore secret_rules secret_scan small_formats
+         registry_auth registry_manifest registries_conf cstorage_json tar_split trust_policy registries_d signature)
 dict_of() {
   case $1 in
     unpack_tar|unpack_compressed) echo tar ;;
     image_archive) echo tar json ;;
-    oci_layout|docker_manifest) echo json ;;
+    oci_layout|docker_manifest|registry_manifest) echo json ;;
+    registry_auth) echo registry ;;
+    registries_conf) echo registries_conf ;;
+    cstorage_json) echo cstorage ;;
+    tar_split) echo tar_split ;;
+    trust_policy|registries_d|signature) echo trust ;;
     dpkg|apk|accounts) echo packages ;;
     moatignore) echo ignore ;;
     secret_rules) echo rules ;;
@@ -50,7 +56,8 @@ target=${1:-all}
 seconds=${2:-60}
 case $target in
   --list) printf '%s\n' "${TARGETS[@]}"; exit 0 ;;
-  --smoke) target=all; seconds=${FUZZ_SMOKE_SECONDS:-10}; JOBS=${FUZZ_JOBS:-2}; TIMEOUT=${FUZZ_TIMEOUT:-5} ;;
+  # 23 targets x 7 s, two at a time: ~85 s, as 15 x 10 s were before the registry, store and trust targets.
+  --smoke) target=all; seconds=${FUZZ_SMOKE_SECONDS:-7}; JOBS=${FUZZ_JOBS:-2}; TIMEOUT=${FUZZ_TIMEOUT:-5} ;;
   -h|--help) sed -n '2,20p' "$0" | sed 's/^# \{0,1\}//'; exit 0 ;;
 esac
 if [[ $target = all ]]; then

@@ -489,25 +489,11 @@ Result<std::unique_ptr<ImageSource>> open_image(const Reference& ref, const Plat
     case Transport::Docker: {
       // storage/sources/registry/source.h: registries.conf, the tag's manifest, then documents by digest.
       MOAT_ASSIGN_OR_RETURN(auto reg, registry::open_registry_image(ref, limits));
-      auto src = std::unique_ptr<ImageSource>(new ImageSource());
-      ImageDesc& d = src->desc_;
-      d.reference = ref.text;
-      Platform want = platform;
-      if (want.arch.empty()) want = host_platform();
       registry::RegistryTree* rt = reg.tree.get();
-      src->tree_ = std::move(reg.tree);
-      Descriptor top;
-      top.digest = reg.top_digest;
-      top.media_type = reg.top_media_type;
-      top.size = reg.top_size;
-      Status st = load_manifest(d, *src->tree_, top, registry::registry_blob_path, want, limits, registry::registry_manifest_path);
-      if (!st) return std::move(st).error().context(ref.text);
-      for (const auto& l : d.layers) {
-        // The size bounds the download: a registry's layer without one is refused.
-        if (l.size < 0)
-          return Error{"manifest " + d.manifest_digest + " gives no size for layer " + std::to_string(l.index)}.context(ref.text);
-        rt->expect_size(l.blob_path, l.size);
-      }
+      MOAT_ASSIGN_OR_RETURN(auto src, open_registry_tree(std::move(reg.tree), ref, reg.top_digest, reg.top_media_type,
+                                                         reg.top_size, platform, limits));
+      ImageDesc& d = src->desc_;
+      for (const auto& l : d.layers) rt->expect_size(l.blob_path, l.size);
       // Layers the user's podman store already has are read from there, not downloaded.
       auto local = cstorage::use_local_layers(d, src->tree_, limits);
       if (local && *local > 0)
@@ -537,6 +523,29 @@ Result<std::unique_ptr<ImageSource>> open_image_tree(std::unique_ptr<BlobTree> t
     default: return Error{"transport not supported"};
   }
   if (!st) return std::move(st).error().context(ref.text);
+  return src;
+}
+
+Result<std::unique_ptr<ImageSource>> open_registry_tree(std::unique_ptr<BlobTree> tree, const Reference& ref,
+                                                        const std::string& top_digest, const std::string& top_media_type,
+                                                        int64_t top_size, const Platform& platform, const Limits& limits) {
+  auto src = std::unique_ptr<ImageSource>(new ImageSource());
+  ImageDesc& d = src->desc_;
+  d.reference = ref.text;
+  Platform want = platform;
+  if (want.arch.empty()) want = host_platform();
+  src->tree_ = std::move(tree);
+  Descriptor top;
+  top.digest = top_digest;
+  top.media_type = top_media_type;
+  top.size = top_size;
+  Status st = load_manifest(d, *src->tree_, top, registry::registry_blob_path, want, limits, registry::registry_manifest_path);
+  if (!st) return std::move(st).error().context(ref.text);
+  for (const auto& l : d.layers) {
+    // The size bounds the download: a registry's layer without one is refused.
+    if (l.size < 0)
+      return Error{"manifest " + d.manifest_digest + " gives no size for layer " + std::to_string(l.index)}.context(ref.text);
+  }
   return src;
 }
 

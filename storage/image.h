@@ -67,6 +67,9 @@ class ImageSource {
   friend Result<std::unique_ptr<ImageSource>> open_image(const Reference&, const Platform&, const Limits&);
   friend Result<std::unique_ptr<ImageSource>> open_image_tree(std::unique_ptr<BlobTree>, const Reference&,
                                                               const Platform&, const Limits&);
+  friend Result<std::unique_ptr<ImageSource>> open_registry_tree(std::unique_ptr<BlobTree>, const Reference&,
+                                                                 const std::string&, const std::string&, int64_t,
+                                                                 const Platform&, const Limits&);
   ImageDesc desc_;
   std::unique_ptr<BlobTree> tree_;
 };
@@ -80,5 +83,15 @@ Result<std::unique_ptr<ImageSource>> open_image(const Reference& ref, const Plat
 // documents from memory through it.
 Result<std::unique_ptr<ImageSource>> open_image_tree(std::unique_ptr<BlobTree> tree, const Reference& ref,
                                                      const Platform& platform, const Limits& limits);
+
+// The document work of a docker:// image once its tag's manifest was fetched
+// (registry::open_registry_image): `tree` serves manifests/sha256:HEX and
+// blobs/sha256:HEX (a registry::RegistryTree, or memory in the fuzz target
+// registry_manifest), `top_*` describe the tag's manifest as the client
+// returned it. An index is followed to `platform`; a layer without a size is
+// refused (the size bounds its download).
+Result<std::unique_ptr<ImageSource>> open_registry_tree(std::unique_ptr<BlobTree> tree, const Reference& ref,
+                                                        const std::string& top_digest, const std::string& top_media_type,
+                                                        int64_t top_size, const Platform& platform, const Limits& limits);
 
 }  // namespace moat

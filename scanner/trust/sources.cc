@@ -95,49 +95,6 @@ bool tag_missing(const Error& e) {
   return m.size() >= kTail.size() && m.compare(m.size() - kTail.size(), kTail.size(), kTail) == 0;
 }
 
-// cosign's attachment manifest (tagged sha256-HEX.sig): one layer per
-// signature, its payload the layer blob and its signature an annotation.
-// `blob` fetches a layer by digest, verified.
-Status parse_attachment(const std::string& bytes, const std::string& where, const std::string& tag,
-                        const std::function<Result<std::string>(const std::string&)>& blob, SignatureSet& set) {
-  auto j = parse_strict_json(bytes, "sigstore attachment manifest " + where + ":" + tag);
-  if (!j) return j.error();
-  if (!j->is_object() || !j->contains("layers") || !(*j)["layers"].is_array())
-    return Error{"sigstore attachment manifest " + where + ":" + tag + " has no layers"};
-  const auto& layers = (*j)["layers"];
-  if (layers.size() > kMaxSignatures)
-    return Error{"sigstore attachment manifest " + where + ":" + tag + " has more than " + std::to_string(kMaxSignatures) + " layers"};
-  for (size_t i = 0; i < layers.size(); ++i) {
-    const auto& l = layers[i];
-    std::string src = where + ":" + tag + " layer " + std::to_string(i);
-    if (!l.is_object() || !l.contains("digest") || !l["digest"].is_string() || !is_valid_digest(l["digest"].get<std::string>()))
-      return Error{src + ": invalid layer descriptor"};
-    if (l.contains("size") && (!l["size"].is_number_integer() || l["size"].get<int64_t>() > int64_t(kMaxSignatureBytes)))
-      return Error{src + ": layer larger than " + std::to_string(kMaxSignatureBytes) + " bytes"};
-    std::string mt = l.contains("mediaType") && l["mediaType"].is_string() ? l["mediaType"].get<std::string>() : "";
-    SignatureBlob s;
-    s.source = src;
-    if (mt != "application/vnd.dev.cosign.simplesigning.v1+json") {
-      s.format = SigFormat::Unsupported;
-      s.note = "sigstore attachment of type \"" + printable_text(mt, 80) + "\" (not a cosign signature)";
-      set.sigs.push_back(std::move(s));
-      continue;
-    }
-    MOAT_ASSIGN_OR_RETURN(s.bytes, blob(l["digest"].get<std::string>()));
-    s.format = SigFormat::Sigstore;
-    if (l.contains("annotations") && l["annotations"].is_object()) {
-      const auto& a = l["annotations"];
-      auto get = [&](const char* k) { return a.contains(k) && a[k].is_string() ? a[k].get<std::string>() : ""; };
-      s.sigstore_signature = get("dev.cosignproject.cosign/signature");
-      s.sigstore_cert = get("dev.sigstore.cosign/certificate");
-      s.sigstore_chain = get("dev.sigstore.cosign/chain");
-      s.sigstore_bundle = get("dev.sigstore.cosign/bundle");
-    }
-    set.sigs.push_back(std::move(s));
-  }
-  return ok_status();
-}
-
 Status add_sigstore_attachments(registry::Client& client, const std::string& repo, const std::string& digest,
                                 const std::string& where, SignatureSet& set) {
   std::string tag = "sha256-" + digest_hex(digest) + ".sig";
@@ -205,6 +162,49 @@ Status add_referrers(registry::Client& client, const std::string& repo, const st
 }
 
 }  // namespace
+
+// cosign's attachment manifest (tagged sha256-HEX.sig): one layer per
+// signature, its payload the layer blob and its signature an annotation.
+// `blob` fetches a layer by digest, verified.
+Status parse_attachment(const std::string& bytes, const std::string& where, const std::string& tag,
+                        const std::function<Result<std::string>(const std::string&)>& blob, SignatureSet& set) {
+  auto j = parse_strict_json(bytes, "sigstore attachment manifest " + where + ":" + tag);
+  if (!j) return j.error();
+  if (!j->is_object() || !j->contains("layers") || !(*j)["layers"].is_array())
+    return Error{"sigstore attachment manifest " + where + ":" + tag + " has no layers"};
+  const auto& layers = (*j)["layers"];
+  if (layers.size() > kMaxSignatures)
+    return Error{"sigstore attachment manifest " + where + ":" + tag + " has more than " + std::to_string(kMaxSignatures) + " layers"};
+  for (size_t i = 0; i < layers.size(); ++i) {
+    const auto& l = layers[i];
+    std::string src = where + ":" + tag + " layer " + std::to_string(i);
+    if (!l.is_object() || !l.contains("digest") || !l["digest"].is_string() || !is_valid_digest(l["digest"].get<std::string>()))
+      return Error{src + ": invalid layer descriptor"};
+    if (l.contains("size") && (!l["size"].is_number_integer() || l["size"].get<int64_t>() > int64_t(kMaxSignatureBytes)))
+      return Error{src + ": layer larger than " + std::to_string(kMaxSignatureBytes) + " bytes"};
+    std::string mt = l.contains("mediaType") && l["mediaType"].is_string() ? l["mediaType"].get<std::string>() : "";
+    SignatureBlob s;
+    s.source = src;
+    if (mt != "application/vnd.dev.cosign.simplesigning.v1+json") {
+      s.format = SigFormat::Unsupported;
+      s.note = "sigstore attachment of type \"" + printable_text(mt, 80) + "\" (not a cosign signature)";
+      set.sigs.push_back(std::move(s));
+      continue;
+    }
+    MOAT_ASSIGN_OR_RETURN(s.bytes, blob(l["digest"].get<std::string>()));
+    s.format = SigFormat::Sigstore;
+    if (l.contains("annotations") && l["annotations"].is_object()) {
+      const auto& a = l["annotations"];
+      auto get = [&](const char* k) { return a.contains(k) && a[k].is_string() ? a[k].get<std::string>() : ""; };
+      s.sigstore_signature = get("dev.cosignproject.cosign/signature");
+      s.sigstore_cert = get("dev.sigstore.cosign/certificate");
+      s.sigstore_chain = get("dev.sigstore.cosign/chain");
+      s.sigstore_bundle = get("dev.sigstore.cosign/bundle");
+    }
+    set.sigs.push_back(std::move(s));
+  }
+  return ok_status();
+}
 
 SignatureBlob classify_blob(std::string blob, std::string source) {
   SignatureBlob s;

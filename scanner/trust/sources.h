@@ -15,6 +15,7 @@
 // signatures (as `skopeo copy` of one instance does): never the list's.
 #pragma once
 
+#include <functional>
 #include <string>
 #include <vector>
 
@@ -54,6 +55,13 @@ struct SignatureSet {
 // Splits a containers/image signature blob (0x00 "format" "\n" chunk, or a
 // bare OpenPGP message) into a SignatureBlob.
 SignatureBlob classify_blob(std::string blob, std::string source);
+
+// Reads cosign's attachment manifest (tagged sha256-HEX.sig) into `set`: one
+// signature per layer, its payload the layer blob fetched by `blob` (by
+// digest, verified), its signature, certificate, chain and Rekor bundle from
+// the layer's annotations. `where` and `tag` name it in messages.
+Status parse_attachment(const std::string& bytes, const std::string& where, const std::string& tag,
+                        const std::function<Result<std::string>(const std::string&)>& blob, SignatureSet& set);
 
 // Fetches one lookaside URL (file:// or http(s)://). nullopt when not found.
 Result<std::optional<std::string>> fetch_lookaside(const std::string& url);

@@ -14,15 +14,16 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
   auto digests = fuzz::link_parts(parts);
   Limits limits;
   limits.max_json_bytes = 1 << 20;
+  auto files = std::make_shared<fuzz::MemTree::Files>();
+  (*files)["manifest.json"] = parts[0];
+  for (size_t i = 1; i < parts.size(); ++i) {
+    std::string hex = digests[i].substr(7);
+    (*files)["blobs/sha256/" + hex] = parts[i];
+    (*files)[hex + ".json"] = parts[i];
+    (*files)[hex + "/layer.tar"] = parts[i];
+  }
   for (const char* tag : {"", "@0", "@1", "busybox:latest", "localhost/app"}) {
-    auto tree = std::make_unique<fuzz::MemTree>();
-    tree->files["manifest.json"] = parts[0];
-    for (size_t i = 1; i < parts.size(); ++i) {
-      std::string hex = digests[i].substr(7);
-      tree->files["blobs/sha256/" + hex] = parts[i];
-      tree->files[hex + ".json"] = parts[i];
-      tree->files[hex + "/layer.tar"] = parts[i];
-    }
+    auto tree = std::make_unique<fuzz::MemTree>(files);
     Reference ref{Transport::DockerArchive, "/fuzz/img.tar", tag, std::string("docker-archive:/fuzz/img.tar:") + tag};
     auto img = open_image_tree(std::move(tree), ref, Platform{"linux", "amd64", ""}, limits);
     if (img.ok()) {

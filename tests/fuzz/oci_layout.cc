@@ -32,11 +32,12 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
   limits.max_json_bytes = 1 << 20;
   Platform amd64{"linux", "amd64", ""};
 
+  auto files = std::make_shared<fuzz::MemTree::Files>();
+  (*files)["oci-layout"] = R"({"imageLayoutVersion":"1.0.0"})";
+  (*files)["index.json"] = parts[0];
+  for (size_t i = 1; i < parts.size(); ++i) (*files)["blobs/sha256/" + digests[i].substr(7)] = parts[i];
   for (const char* tag : {"", "latest"}) {
-    auto tree = std::make_unique<fuzz::MemTree>();
-    tree->files["oci-layout"] = R"({"imageLayoutVersion":"1.0.0"})";
-    tree->files["index.json"] = parts[0];
-    for (size_t i = 1; i < parts.size(); ++i) tree->files["blobs/sha256/" + digests[i].substr(7)] = parts[i];
+    auto tree = std::make_unique<fuzz::MemTree>(files);
     Reference ref{Transport::OciLayout, "/fuzz/layout", tag, std::string("oci:/fuzz/layout:") + tag};
     auto img = open_image_tree(std::move(tree), ref, amd64, limits);
     if (img.ok()) exercise(**img);

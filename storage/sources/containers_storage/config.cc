@@ -9,6 +9,8 @@
 #include <sstream>
 #include <toml.hpp>
 
+#include "storage/toml_check.h"
+
 namespace moat::cstorage {
 
 uint32_t host_uid() {
@@ -106,6 +108,8 @@ std::string subid_hint() {
 
 Status apply_storage_conf(const std::string& text, const std::string& file, bool rootless_from_system,
                           StoreLocation& loc) {
+  if (Status ok = check_toml_text(text, file); !ok)
+    return std::move(ok).error().with_hint("fix the file (containers-storage.conf(5))");
   try {
     std::istringstream in(text);
     const auto doc = toml::parse(in, file);

@@ -182,8 +182,12 @@ struct DiffTarReader::Impl {
           }
           links.emplace(key, path);
         }
-        Fd f(openat(d.fd.get(), name.c_str(), O_RDONLY | O_NOFOLLOW | O_CLOEXEC));
+        // O_NONBLOCK and the fstat: a file replaced by a FIFO since the stat must not block open().
+        Fd f(openat(d.fd.get(), name.c_str(), O_RDONLY | O_NOFOLLOW | O_CLOEXEC | O_NONBLOCK));
         if (!f.valid()) return sys_error(label + ": open \"" + printable(path) + "\"");
+        struct stat now;
+        if (fstat(f.get(), &now) != 0 || !S_ISREG(now.st_mode) || now.st_ino != st.st_ino)
+          return Error{label + ": \"" + printable(path) + "\" changed while moat read the layer"};
         MOAT_TRY(header(path, st, f.get(), "", false));
         file = std::move(f);
         file_left = static_cast<uint64_t>(st.st_size);

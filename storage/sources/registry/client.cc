@@ -15,6 +15,7 @@
 #include "storage/sources/registry/certs.h"
 #include "storage/sources/registry/credentials.h"
 #include "storage/sources/registry/http.h"
+#include "storage/sources/registry/responses.h"
 
 namespace moat::registry {
 
@@ -39,81 +40,7 @@ const char* kAccept =
     "application/vnd.docker.distribution.manifest.list.v2+json, "
     "application/vnd.docker.distribution.manifest.v1+prettyjws, application/json";
 
-// WWW-Authenticate: Scheme k="v", k2=v2
-struct Challenge {
-  std::string scheme;  // lowercased: basic, bearer
-  std::map<std::string, std::string> params;
-};
-
-Challenge parse_challenge(const std::string& h) {
-  Challenge c;
-  size_t i = 0;
-  while (i < h.size() && h[i] != ' ') c.scheme += static_cast<char>(tolower(static_cast<unsigned char>(h[i++])));
-  while (i < h.size()) {
-    while (i < h.size() && (h[i] == ' ' || h[i] == ',')) ++i;
-    size_t eq = h.find('=', i);
-    if (eq == std::string::npos) break;
-    std::string key = h.substr(i, eq - i);
-    for (auto& ch : key) ch = static_cast<char>(tolower(static_cast<unsigned char>(ch)));
-    i = eq + 1;
-    std::string val;
-    if (i < h.size() && h[i] == '"') {
-      ++i;
-      while (i < h.size() && h[i] != '"') {
-        if (h[i] == '\\' && i + 1 < h.size()) ++i;
-        val += h[i++];
-      }
-      ++i;
-    } else {
-      while (i < h.size() && h[i] != ',') val += h[i++];
-    }
-    c.params[key] = val;
-  }
-  return c;
-}
-
-// The registry's error body: {"errors":[{"code":..,"message":..}]}
-std::pair<std::string, std::string> registry_error(const std::string& body) {
-  try {
-    json j = json::parse(body);
-    if (j.is_object() && j.contains("errors") && j["errors"].is_array() && !j["errors"].empty()) {
-      const json& e = j["errors"][0];
-      std::string code = e.contains("code") && e["code"].is_string() ? e["code"].get<std::string>() : "";
-      std::string msg = e.contains("message") && e["message"].is_string() ? e["message"].get<std::string>() : "";
-      return {code, msg};
-    }
-  } catch (...) {
-  }
-  return {"", ""};
-}
-
-std::string utc_in(long seconds) {
-  time_t t = time(nullptr) + seconds;
-  struct tm tm;
-  gmtime_r(&t, &tm);
-  char buf[64];
-  strftime(buf, sizeof buf, "%Y-%m-%d %H:%M:%S UTC", &tm);
-  return buf;
-}
-
-// Retry-After: seconds or an HTTP date; -1 when absent or unreadable.
-long retry_after(const HttpResponse& r) {
-  std::string v = r.header("retry-after");
-  if (v.empty()) return -1;
-  if (isdigit(static_cast<unsigned char>(v[0]))) {
-    try {
-      return std::stol(v);
-    } catch (...) {
-      return -1;
-    }
-  }
-  struct tm tm {};
-  if (strptime(v.c_str(), "%a, %d %b %Y %H:%M:%S GMT", &tm)) {
-    long d = static_cast<long>(timegm(&tm) - time(nullptr));
-    return d < 0 ? 0 : d;
-  }
-  return -1;
-}
+long retry_after(const HttpResponse& r) { return parse_retry_after(r.header("retry-after")); }
 
 bool transient_curl(int code) {
   // Connection refused/reset, timeouts, short reads, HTTP/2 stream errors.
@@ -256,22 +183,12 @@ struct Client::Impl {
     }
     if (r.status == 401 || r.status == 403) return unauthorized(repo, registry_error(r.body).second);
     if (r.status != 200) return Error{"token service " + rp.origin() + " answered HTTP " + std::to_string(r.status)};
-    json j;
-    try {
-      j = json::parse(r.body);
-    } catch (...) {
-      return Error{"token service " + rp.origin() + " answered with something that is not JSON"};
-    }
-    std::string tok;
-    if (j.is_object() && j.contains("token") && j["token"].is_string()) tok = j["token"];
-    if (tok.empty() && j.is_object() && j.contains("access_token") && j["access_token"].is_string()) tok = j["access_token"];
-    if (tok.empty()) return Error{"token service " + rp.origin() + " answered without a token"};
-    long expires = 60;
-    if (j.contains("expires_in") && j["expires_in"].is_number_integer()) expires = std::max<long>(60, j["expires_in"].get<long>());
+    TokenReply t = parse_token_reply(r.body);
+    if (!t.is_json) return Error{"token service " + rp.origin() + " answered with something that is not JSON"};
+    if (t.token.empty()) return Error{"token service " + rp.origin() + " answered without a token"};
     std::lock_guard<std::mutex> g(mu);
-    // Renew a little early; a token that still expires in flight gets one 401 retry.
-    tokens[scope] = Token{tok, Clock::now() + std::chrono::seconds(expires - 5)};
-    return tok;
+    tokens[scope] = Token{t.token, token_renew_at(t.expires_in, Clock::now())};
+    return t.token;
   }
 
   // The Authorization header for a request to the registry itself, or "".
@@ -456,22 +373,7 @@ Result<Manifest> Client::get_manifest(const std::string& repo, const std::string
         impl_->registry + "/" + repo);
   }
   if (r.status != 200) return impl_->http_error(r, repo, "manifest", ref);
-  Manifest m;
-  m.bytes = std::move(r.body);
-  m.digest = sha256_digest(m.bytes);
-  if (is_valid_digest(ref) && m.digest != ref)
-    return Error{"manifest " + what + ": content does not match its digest (got " + m.digest + ")"}.with_hint(
-        "the registry or something between it and moat altered the manifest");
-  try {
-    json j = json::parse(m.bytes);
-    if (j.is_object() && j.contains("mediaType") && j["mediaType"].is_string()) m.media_type = j["mediaType"];
-  } catch (...) {
-    return Error{"manifest of " + what + " is not valid JSON"};
-  }
-  if (m.media_type.empty()) {
-    m.media_type = r.header("content-type");
-    m.media_type = m.media_type.substr(0, m.media_type.find(';'));
-  }
+  MOAT_ASSIGN_OR_RETURN(Manifest m, manifest_from_body(std::move(r.body), r.header("content-type"), ref, what));
   impl_->log("manifest " + what + ": " + m.digest + " (" + m.media_type + ", " + std::to_string(m.bytes.size()) + " bytes)");
   return m;
 }

@@ -10,6 +10,7 @@
 #include <toml.hpp>
 
 #include "storage/fsutil.h"
+#include "storage/toml_check.h"
 
 namespace moat::registry {
 namespace {
@@ -67,6 +68,8 @@ Result<RegistriesConf> parse_registries_conf(const std::string& text, const std:
   RegistriesConf c;
   c.files.push_back(file_name);
   toml::value data;
+  if (Status ok = check_toml_text(text, file_name); !ok)
+    return std::move(ok).error().with_hint("fix the file (man containers-registries.conf)");
   try {
     std::istringstream in(text);
     data = toml::parse(in, file_name);

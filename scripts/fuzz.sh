@@ -80,7 +80,12 @@ if [[ ! -f $B/build.ninja ]]; then
     -DCMAKE_C_FLAGS="-O1 -gline-tables-only" -DCMAKE_CXX_FLAGS="-O1 -gline-tables-only" \
     $(command -v ccache >/dev/null && echo -DCMAKE_CXX_COMPILER_LAUNCHER=ccache -DCMAKE_C_COMPILER_LAUNCHER=ccache) >/dev/null
 fi
-nice ninja -C "$B" -j"${FUZZ_BUILD_JOBS:-$(nproc)}" fuzz_targets moat-fixture >/dev/null
+mkdir -p "$B/logs"
+if ! nice ninja -C "$B" -j"${FUZZ_BUILD_JOBS:-$(nproc)}" fuzz_targets moat-fixture >"$B/logs/build.log" 2>&1; then
+  echo "fuzz.sh: the clang build in $B failed (whole log: $B/logs/build.log):" >&2
+  grep -E -A5 'error|FAILED' "$B/logs/build.log" | head -40 >&2
+  exit 1
+fi
 
 # ---- seed corpora (regenerated when the script or the hand seeds change) ----
 stamp=$(cat "$ROOT/scripts/fuzz-corpus.sh" | sha256sum | cut -c1-16)-$(find "$ROOT/tests/fuzz/seeds" -type f | sort | xargs cat | sha256sum | cut -c1-16)

@@ -86,7 +86,9 @@ std::string finish(uint32_t st[4], const unsigned char* tail, size_t n, uint64_t
 // GCC 12's AVX-512 headers trip its own -Wmaybe-uninitialized (the
 // _mm512_undefined_* placeholders of set1 and gather): a known false positive.
 #pragma GCC diagnostic push
+#if !defined(__clang__)  // clang has no such warning, and -Werror refuses the unknown name
 #pragma GCC diagnostic ignored "-Wmaybe-uninitialized"
+#endif
 // `blocks` blocks of every active lane: lane l's next block is at base + off[l]
 // (an inactive lane's off[l] must point at 64 readable bytes too).
 // st[w][l] is word w of lane l's state; inactive lanes keep theirs.

@@ -109,9 +109,10 @@ fuzz_one() {
   fi
   local dirs=("$work" "$B/corpus/$t")
   [[ -d $ROOT/tests/fuzz/regressions/$t ]] && dirs+=("$ROOT/tests/fuzz/regressions/$t")
-  # A timeout on this shared machine can be load, not a hang: an input that
-  # timed out is replayed; when it then runs within the limit it is moved to
-  # crashes/T/unreproduced/ and fuzzing goes on for the time left.
+  # A timeout on this shared machine can be load (or a paused run), not a
+  # hang: an input that timed out (timeout-*, slow-unit-*) is replayed; when
+  # it then runs within the limit it is moved to crashes/T/unreproduced/ and
+  # fuzzing goes on for the time left.
   local left=$secs execs=0 rc n t0 art cpu_total=0 start=$SECONDS
   : >"$B/logs/$t.log"
   while ((left > 0)); do
@@ -143,7 +144,7 @@ fuzz_one() {
     ((MAX_EXECS > 0 && execs >= MAX_EXECS)) && left=0
     art=$(ls "$crashes" | sort | comm -13 "$B/logs/$t.before" - | head -1)
     [[ $rc -eq 0 && -z $art ]] && continue
-    if [[ $art == timeout-* ]] && (cd "$B" && "$B/tests/fuzz/fuzz_$t" -runs=3 -timeout="$TIMEOUT" "$crashes/$art") >/dev/null 2>&1; then
+    if [[ $art == timeout-* || $art == slow-unit-* ]] && (cd "$B" && "$B/tests/fuzz/fuzz_$t" -runs=3 -timeout="$TIMEOUT" "$crashes/$art") >/dev/null 2>&1; then
       mkdir -p "$crashes/unreproduced"
       mv "$crashes/$art" "$crashes/unreproduced/"
       echo "note $t: $art took over ${TIMEOUT} s once but not when replayed (machine load): kept in $crashes/unreproduced/"

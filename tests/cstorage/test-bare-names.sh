@@ -58,6 +58,15 @@ note "in containers-storage: the local image wins"
 podman_u pull -q "oci-archive:$W/pub/demo.tar" >/dev/null
 podman_u tag "$(podman_u images -q | head -1)" moat-test/remote:1
 note "docker:// with the layers in the podman store: read from there, not downloaded"
+# The registry writes a request's access-log line when its handler returns,
+# which can come after the client has the whole body: wait (bounded) for the
+# first pull's blob lines, so the count below splits the two scans' requests.
+for i in $(seq 50); do
+  missing=0
+  for dg in $(jq -r '.image.layers[].digest' "$W/u/out/oci.json"); do grep -q "blobs/$dg" "$W/registry.log" || missing=1; done
+  ((missing == 0)) && break
+  sleep 0.1
+done
 before=$(wc -l <"$W/registry.log")
 moat_u 0 scan -v --store "$W/u/s2" --cert-dir "$W/certs" --fail-on none --format json -o "$W/u/out/reg2.json" \
   "docker://127.0.0.1:$port/moat-test/remote:1"

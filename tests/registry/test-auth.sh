@@ -2,7 +2,8 @@
 # docker:// with htpasswd Basic authentication: where credentials are found
 # (--creds, --authfile and $REGISTRY_AUTH_FILE alone, then podman's search
 # order $XDG_RUNTIME_DIR/containers/auth.json, ~/.config/containers/auth.json,
-# ~/.docker/config.json; the most specific key first; a credential helper),
+# ~/.docker/config.json or $DOCKER_CONFIG; the most specific key first; a
+# credential helper; registries.conf's credential-helpers),
 # what an unauthorized or refused pull says, and that no password is ever printed.
 source "$(dirname "$0")/lib.sh" "$@"
 
@@ -107,4 +108,39 @@ note "a helper that is not installed: an error naming it"
 put "$H/.docker/config.json" <<<"{\"credHelpers\": {\"$R\": \"notinstalled\"}}"
 STORE=$W/users/s11 scan 2 docker://$R/moat/tiny:1
 expect_err "docker-credential-notinstalled (named in the credentials file) is not installed"
+note "registries.conf credential-helpers: asked in order, containers-auth.json meaning the auth files"
+home conf
+put "$H/.config/containers/auth.json" <<<"{\"auths\": {\"$R\": $(auth_entry alice:S3cret-pw)}}"
+cat >"$W/bin/docker-credential-moatnone" <<'SH'
+#!/bin/sh
+echo "credentials not found in native keychain"
+exit 1
+SH
+chmod 0755 "$W/bin/docker-credential-moatnone"
+helpers_conf() { printf 'credential-helpers = [%s]\n' "$1" >"$W/helpers.conf"; chmod a+r "$W/helpers.conf"; }
+HENV="$MOAT_ENV CONTAINERS_REGISTRIES_CONF=$W/helpers.conf PATH=$W/bin:/usr/bin:/bin"
+helpers_conf '"moattest"'
+: >"$W/helper.calls"
+MOAT_ENV="$HENV" STORE=$W/users/s12 scan 0 docker://$R/moat/tiny:1
+expect_err "from docker-credential-moattest"
+grep -qx "$R" "$W/helper.calls" || fail "the registries.conf helper was not asked for $R"
+# A helper without the credential (or not installed) does not stop the search.
+helpers_conf '"moatnone", "notinstalled", "containers-auth.json"'
+MOAT_ENV="$HENV" STORE=$W/users/s13 scan 0 docker://$R/moat/tiny:1
+expect_err "from $H/.config/containers/auth.json"
+# Without containers-auth.json in the list, the auth files are not read.
+helpers_conf '"moatnone"'
+MOAT_ENV="$HENV" STORE=$W/users/s14 scan 2 docker://$R/moat/tiny:1
+expect_err "docker-credential-moatnone (credential-helpers in registries.conf)"
+expect_no_err "$H/.config/containers/auth.json"
+helpers_conf '"notinstalled"'
+MOAT_ENV="$HENV" STORE=$W/users/s15 scan 2 docker://$R/moat/tiny:1
+expect_err "docker-credential-notinstalled (named in credential-helpers in registries.conf) is not installed"
+
+note "\$DOCKER_CONFIG moves docker's config.json"
+home dockerconfig
+mkdir -p "$W/dockercfg" && chown moat-subuid "$W/dockercfg"
+put "$W/dockercfg/config.json" <<<"{\"auths\": {\"https://$R/v1/\": $(auth_entry alice:S3cret-pw)}}"
+MOAT_ENV="$MOAT_ENV DOCKER_CONFIG=$W/dockercfg" STORE=$W/users/s16 scan 0 docker://$R/moat/tiny:1
+expect_err "from $W/dockercfg/config.json"
 echo "PASS: $TEST_NAME"

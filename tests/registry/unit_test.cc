@@ -126,6 +126,14 @@ TEST(RegistriesConf, RewriteMirrorsBlocked) {
   EXPECT_EQ(w->back().ref.registry, "a.wild.example.com");
 }
 
+TEST(RegistriesConf, CredentialHelpers) {
+  auto c = registry::parse_registries_conf("credential-helpers = [\"pass\", \"containers-auth.json\"]\n", "a.conf");
+  ASSERT_TRUE(c.ok()) << c.error().describe();
+  EXPECT_EQ(c->credential_helpers, (std::vector<std::string>{"pass", "containers-auth.json"}));
+  EXPECT_FALSE(registry::parse_registries_conf("credential-helpers = \"pass\"\n", "b.conf").ok());
+  EXPECT_TRUE(registry::parse_registries_conf("unqualified-search-registries = []\n", "c.conf")->credential_helpers.empty());
+}
+
 TEST(RegistriesConf, ShortNames) {
   auto c = registry::parse_registries_conf(kConf, "test.conf");
   ASSERT_TRUE(c.ok());

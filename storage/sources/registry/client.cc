@@ -14,6 +14,7 @@
 #include "storage/fsutil.h"
 #include "storage/sources/registry/certs.h"
 #include "storage/sources/registry/credentials.h"
+#include "storage/sources/registry/registries_conf.h"
 #include "storage/sources/registry/http.h"
 #include "storage/sources/registry/responses.h"
 
@@ -86,7 +87,12 @@ struct Client::Impl {
     std::lock_guard<std::mutex> g(mu);
     auto it = creds.find(repo);
     if (it != creds.end()) return it->second;
-    MOAT_ASSIGN_OR_RETURN(CredentialSearch s, find_credentials(registry, repo, opt.creds, opt.authfile));
+    if (!opt.credential_helpers && opt.creds.empty()) {
+      MOAT_ASSIGN_OR_RETURN(RegistriesConf conf, load_registries_conf(opt.registries_conf));
+      opt.credential_helpers = std::move(conf.credential_helpers);
+    }
+    MOAT_ASSIGN_OR_RETURN(CredentialSearch s, find_credentials(registry, repo, opt.creds, opt.authfile,
+                                                               opt.credential_helpers.value_or(std::vector<std::string>{})));
     if (s.found) log("credentials for " + registry + "/" + repo + " from " + s.found->source);
     creds[repo] = s;
     return s;

@@ -51,6 +51,9 @@ struct Options {
   std::optional<bool> tls_verify;   // --tls-verify; unset: verify unless registries.conf says insecure
   std::string cert_dir;             // --cert-dir: used instead of the certs.d folders
   std::string registries_conf;      // --registries-conf (else $CONTAINERS_REGISTRIES_CONF, else podman's files)
+  // registries.conf's credential-helpers when the caller has read it (unset:
+  // the client reads registries.conf the first time it needs credentials).
+  std::optional<std::vector<std::string>> credential_helpers;
   int jobs = 4;                     // --jobs: layers downloaded at once
   std::function<void(const std::string&)> log;  // -v lines (never holds a credential)
 };

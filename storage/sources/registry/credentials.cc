@@ -68,8 +68,9 @@ std::vector<std::string> candidate_keys(const std::string& registry, const std::
   return keys;
 }
 
-Result<std::optional<Credential>> search_file(const std::string& file, bool legacy_format, const std::string& registry,
-                                              const std::string& repository) {
+// `docker_keys`: docker's config.json, keyed by "https://HOST/v1/".
+Result<std::optional<Credential>> search_file(const std::string& file, bool legacy_format, bool docker_keys,
+                                              const std::string& registry, const std::string& repository) {
   int fd = ::open(file.c_str(), O_RDONLY | O_CLOEXEC);
   if (fd < 0) {
     if (errno == ENOENT || errno == ENOTDIR) return std::optional<Credential>{};
@@ -88,7 +89,7 @@ Result<std::optional<Credential>> search_file(const std::string& file, bool lega
   const json* auths = &j;  // ~/.dockercfg: the top level is the auths map
   bool legacy = true;
   if (!legacy_format) {
-    legacy = file.find("/.docker/") != std::string::npos;
+    legacy = docker_keys;
     if (j.contains("credHelpers") && j["credHelpers"].is_object()) {
       for (const auto& [k, v] : j["credHelpers"].items())
         if (normalize_key(k, true) == registry && v.is_string())
@@ -112,7 +113,8 @@ Result<std::optional<Credential>> search_file(const std::string& file, bool lega
 
 }  // namespace
 
-Result<std::optional<Credential>> run_credential_helper(const std::string& name, const std::string& server) {
+Result<std::optional<Credential>> run_credential_helper(const std::string& name, const std::string& server,
+                                                        const std::string& named_in) {
   for (char c : name)
     if (!isalnum(static_cast<unsigned char>(c)) && c != '-' && c != '_' && c != '.')
       return Error{"credential helper name \"" + printable(name, 60) + "\" is not valid"};
@@ -170,7 +172,7 @@ Result<std::optional<Credential>> run_credential_helper(const std::string& name,
   waitpid(pid, &status, 0);
   if (timed_out) return Error{prog + " get did not answer within 30 seconds"}.with_hint("check the helper, or pass --creds");
   if (WIFEXITED(status) && WEXITSTATUS(status) == 127 && output.empty())
-    return Error{prog + " (named in the credentials file) is not installed or not in PATH"}.with_hint("install it, or pass --creds");
+    return Error{prog + " (named in " + named_in + ") is not installed or not in PATH"}.with_hint("install it, or pass --creds");
   if (!WIFEXITED(status) || WEXITSTATUS(status) != 0) {
     // "credentials not found in native keychain" is the helpers' not-found answer.
     if (output.find("not found") != std::string::npos) return std::optional<Credential>{};
@@ -193,7 +195,8 @@ Result<std::optional<Credential>> run_credential_helper(const std::string& name,
 }
 
 Result<CredentialSearch> find_credentials(const std::string& registry, const std::string& repository,
-                                          const std::string& creds_flag, const std::string& authfile_flag) {
+                                          const std::string& creds_flag, const std::string& authfile_flag,
+                                          const std::vector<std::string>& helpers) {
   CredentialSearch s;
   if (!creds_flag.empty()) {
     Credential c;
@@ -206,31 +209,62 @@ Result<CredentialSearch> find_credentials(const std::string& registry, const std
     s.found = c;
     return s;
   }
-  std::vector<std::pair<std::string, bool>> files;  // path, legacy ~/.dockercfg format
+  struct File {
+    std::string path;
+    bool legacy_format = false;  // ~/.dockercfg
+    bool docker_keys = false;    // docker's config.json
+  };
+  std::vector<File> files;
   std::string only = authfile_flag;
   if (only.empty() && getenv("REGISTRY_AUTH_FILE") && *getenv("REGISTRY_AUTH_FILE")) only = getenv("REGISTRY_AUTH_FILE");
   if (!only.empty()) {
     struct stat st;
     if (stat(only.c_str(), &st) != 0)
       return Error{"auth file " + only + " does not exist"}.with_hint("create it with `podman login --authfile " + only + " HOST`");
-    files.emplace_back(only, false);
+    files.push_back({only, false, only.find("/.docker/") != std::string::npos});
   } else {
-    if (const char* x = getenv("XDG_RUNTIME_DIR"); x && *x) files.emplace_back(std::string(x) + "/containers/auth.json", false);
+    if (const char* x = getenv("XDG_RUNTIME_DIR"); x && *x) files.push_back({std::string(x) + "/containers/auth.json"});
     std::string h = home();
-    if (!h.empty()) {
-      files.emplace_back(h + "/.config/containers/auth.json", false);
-      files.emplace_back(h + "/.docker/config.json", false);
-      files.emplace_back(h + "/.dockercfg", true);
+    if (!h.empty()) files.push_back({h + "/.config/containers/auth.json"});
+    // $DOCKER_CONFIG moves docker's config.json, as for the docker CLI.
+    if (const char* d = getenv("DOCKER_CONFIG"); d && *d) files.push_back({std::string(d) + "/config.json", false, true});
+    else if (!h.empty()) files.push_back({h + "/.docker/config.json", false, true});
+    if (!h.empty()) files.push_back({h + "/.dockercfg", true, false});
+  }
+  // registries.conf's credential-helpers, in order, as containers/image asks
+  // them: "containers-auth.json" is the auth files above; any other NAME is
+  // `docker-credential-NAME get`. A helper that fails does not stop the
+  // search; its error is returned only when no later one has a credential.
+  static const std::vector<std::string> kAuthFilesOnly{kAuthFilesHelper};
+  std::optional<Error> first_error;
+  for (const std::string& h : helpers.empty() ? kAuthFilesOnly : helpers) {
+    if (h != kAuthFilesHelper) {
+      s.looked.push_back("docker-credential-" + h + " (credential-helpers in registries.conf)");
+      auto c = run_credential_helper(h, registry, "credential-helpers in registries.conf");
+      if (!c) {
+        if (!first_error) first_error = std::move(c).error();
+        continue;
+      }
+      if (*c) {
+        s.found = std::move(**c);
+        return s;
+      }
+      continue;
+    }
+    for (const File& f : files) {
+      s.looked.push_back(f.path);
+      auto c = search_file(f.path, f.legacy_format, f.docker_keys, registry, repository);
+      if (!c) {
+        if (!first_error) first_error = std::move(c).error();
+        break;
+      }
+      if (*c) {
+        s.found = std::move(**c);
+        return s;
+      }
     }
   }
-  for (const auto& [f, legacy] : files) {
-    s.looked.push_back(f);
-    MOAT_ASSIGN_OR_RETURN(auto c, search_file(f, legacy, registry, repository));
-    if (c) {
-      s.found = c;
-      return s;
-    }
-  }
+  if (first_error) return *first_error;
   return s;
 }
 

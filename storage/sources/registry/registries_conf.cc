@@ -39,6 +39,7 @@ void merge(RegistriesConf& into, RegistriesConf&& add) {
   for (auto& f : add.files) into.files.push_back(f);
   if (!add.unqualified_search.empty()) into.unqualified_search = std::move(add.unqualified_search);
   if (!add.short_name_mode.empty()) into.short_name_mode = add.short_name_mode;
+  if (!add.credential_helpers.empty()) into.credential_helpers = std::move(add.credential_helpers);
   for (auto& r : add.registries) {
     auto it = std::find_if(into.registries.begin(), into.registries.end(), [&](const RegistryEntry& e) { return e.prefix == r.prefix; });
     if (it != into.registries.end()) *it = std::move(r);
@@ -85,6 +86,8 @@ Result<RegistriesConf> parse_registries_conf(const std::string& text, const std:
     if (data.contains("unqualified-search-registries"))
       c.unqualified_search = toml::find<std::vector<std::string>>(data, "unqualified-search-registries");
     c.short_name_mode = toml::find_or<std::string>(data, "short-name-mode", "");
+    if (data.contains("credential-helpers"))
+      c.credential_helpers = toml::find<std::vector<std::string>>(data, "credential-helpers");
     if (data.contains("registry")) {
       for (const auto& r : toml::find(data, "registry").as_array()) {
         RegistryEntry e;

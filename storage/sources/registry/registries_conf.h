@@ -40,6 +40,7 @@ struct RegistriesConf {
   std::string short_name_mode;     // as written; moat never prompts whatever it says
   std::vector<RegistryEntry> registries;
   std::map<std::string, std::string> aliases;
+  std::vector<std::string> credential_helpers;  // as written; empty: "containers-auth.json" only
 };
 
 // `explicit_file`: --registries-conf (empty: the environment and podman's search).

@@ -101,7 +101,9 @@ Result<OpenedRegistryImage> open_registry_image(const Reference& ref, const Limi
   std::optional<Error> first_error;
   for (const auto& s : sources) {
     if (opt.log) opt.log("pulling " + want.text() + " from " + s.ref.text() + (s.mirror ? " (mirror)" : ""));
-    auto client = Client::create(s.ref.registry, opt, s.insecure);
+    Options with_helpers = opt;
+    with_helpers.credential_helpers = conf.credential_helpers;
+    auto client = Client::create(s.ref.registry, with_helpers, s.insecure);
     if (!client) return std::move(client).error();
     auto m = (*client)->get_manifest(s.ref.repository, s.ref.tag_or_digest(), limits.max_json_bytes);
     if (!m) {

@@ -157,7 +157,8 @@ fuzz_one() {
       continue
     fi
     echo "FAIL $t: ${execs} executions in $((secs - left)) s, exit $rc, finding $crashes$art (log: $B/logs/$t.log)"
-    grep -m3 -E 'ERROR|SUMMARY|invariant' "$B/logs/$t.log" | sed 's/^/    /'
+    # The report with its first stacks (a CI log is all there may be of it).
+    sed -n '/ERROR\|invariant/,$p' "$B/logs/$t.log" | grep -vE '^(INFO|MS|artifact_prefix|Base64|stat::)' | head -40 | sed 's/^/    /'
     return 1
   done
   if [[ $CLOCK = cpu ]]; then

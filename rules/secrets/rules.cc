@@ -278,6 +278,7 @@ std::vector<std::string> validate(const RuleSet& set, bool compile_each) {
   std::map<std::string, std::string> seen;  // id -> origin
   RE2::Options ro;
   ro.set_log_errors(false);
+  ro.set_encoding(RE2::Options::EncodingLatin1);  // as the engine compiles them (engine.cc, re2_options)
   for (const auto& g : set.global_allow) {
     RE2 re(g, ro);
     if (!re.ok()) problems.push_back("global_allow \"" + g + "\": " + re.error());

@@ -3,6 +3,10 @@
 //   scan_tree [--rules N|all] [--skip ID,...] [--threads T] [--cache DIR] [--show] [--max-file BYTES] DIR...
 //   scan_tree --each DIR...   time every rule alone over the first 256 MB
 //   scan_tree --only ID,... DIR...   scan with just these rules
+//   --compile: compile the kept rules at run time instead of taking the
+//   shipped database, which always holds every built-in rule (a subset
+//   from it drops the other rules' matches but still scans for them), so
+//   that --rules N, --skip and --only time that subset's own Vectorscan work
 //
 // Walks the directories (no symlinks followed), scans every regular file with
 // SecretScanner::scan_fd, and prints bytes, seconds, MB/s, MB/s per thread and
@@ -90,7 +94,7 @@ static int time_each_rule(const RuleSet& all, const std::vector<std::string>& di
 int main(int argc, char** argv) {
   size_t nrules = SIZE_MAX;
   unsigned threads = 1;
-  bool show = false, each = false;
+  bool show = false, each = false, compile = false;
   uint64_t max_file = UINT64_MAX;
   SecretScanner::Options opts;
   std::vector<std::string> dirs, skip, only;
@@ -113,6 +117,8 @@ int main(int argc, char** argv) {
       }
     } else if (a == "--cache" && i + 1 < argc) {
       opts.cache_dir = argv[++i];
+    } else if (a == "--compile") {
+      compile = true;
     } else if (a == "--each") {
       each = true;
     } else if (a == "--show") {
@@ -122,7 +128,7 @@ int main(int argc, char** argv) {
     }
   }
   if (dirs.empty() || threads == 0) {
-    std::fprintf(stderr, "usage: scan_tree [--rules N|all] [--skip ID,...|--only ID,...] [--each] [--threads T] [--show] [--max-file BYTES] DIR...\n");
+    std::fprintf(stderr, "usage: scan_tree [--rules N|all] [--skip ID,...|--only ID,...] [--compile] [--each] [--threads T] [--show] [--max-file BYTES] DIR...\n");
     return 2;
   }
   auto set = load_builtin_rules();
@@ -139,6 +145,8 @@ int main(int argc, char** argv) {
     std::fprintf(stderr, "%s\n", st.error().describe().c_str());
     return 2;
   }
+  if (compile)
+    for (auto& r : set->rules) r.title += " ";  // another digest: not in the shipped database
   if (each) return time_each_rule(*set, dirs);
   auto t0 = std::chrono::steady_clock::now();
   auto sc = SecretScanner::create(std::move(set).value(), opts);

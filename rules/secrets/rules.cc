@@ -25,7 +25,7 @@ using nlohmann::json;
 
 // Bumped whenever matching semantics change, so cached layer results made by
 // an older engine are not reused (it is part of RuleSet::version()).
-constexpr const char* kEngineVersion = "secrets-engine-2";  // 2: one finding per span, key blocks
+constexpr const char* kEngineVersion = "secrets-engine-3";  // 2: one finding per span, key blocks; 3: RE2 matches bytes
 
 const std::set<std::string> kSeverities = {"critical", "high", "medium", "low", "info"};
 

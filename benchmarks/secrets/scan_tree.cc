@@ -3,6 +3,10 @@
 //   scan_tree [--rules N|all] [--skip ID,...] [--threads T] [--cache DIR] [--show] [--max-file BYTES] DIR...
 //   scan_tree --each DIR...   time every rule alone over the first 256 MB
 //   scan_tree --only ID,... DIR...   scan with just these rules
+//   --beneath: open each file as the layer scan does (scanner/checks/
+//   secret_scan.cc): by name beneath its directory's fd with openat2
+//   (RESOLVE_BENEATH | RESOLVE_NO_SYMLINKS ...), fstat, and the size as the
+//   read hint; without it, open(2) by the full path and read to EOF
 //   --compile: compile the kept rules at run time instead of taking the
 //   shipped database, which always holds every built-in rule (a subset
 //   from it drops the other rules' matches but still scans for them), so
@@ -15,7 +19,10 @@
 // tree once before timing so it is read from page cache, and compare with
 // `grep -rIl LITERAL DIR...` on the same tree (see README.md).
 #include <fcntl.h>
+#include <linux/openat2.h>
 #include <sys/resource.h>
+#include <sys/stat.h>
+#include <sys/syscall.h>
 #include <unistd.h>
 
 #include <algorithm>
@@ -94,7 +101,7 @@ static int time_each_rule(const RuleSet& all, const std::vector<std::string>& di
 int main(int argc, char** argv) {
   size_t nrules = SIZE_MAX;
   unsigned threads = 1;
-  bool show = false, each = false, compile = false;
+  bool show = false, each = false, compile = false, beneath = false;
   uint64_t max_file = UINT64_MAX;
   SecretScanner::Options opts;
   std::vector<std::string> dirs, skip, only;
@@ -117,6 +124,8 @@ int main(int argc, char** argv) {
       }
     } else if (a == "--cache" && i + 1 < argc) {
       opts.cache_dir = argv[++i];
+    } else if (a == "--beneath") {
+      beneath = true;
     } else if (a == "--compile") {
       compile = true;
     } else if (a == "--each") {
@@ -128,7 +137,7 @@ int main(int argc, char** argv) {
     }
   }
   if (dirs.empty() || threads == 0) {
-    std::fprintf(stderr, "usage: scan_tree [--rules N|all] [--skip ID,...|--only ID,...] [--compile] [--each] [--threads T] [--show] [--max-file BYTES] DIR...\n");
+    std::fprintf(stderr, "usage: scan_tree [--rules N|all] [--skip ID,...|--only ID,...] [--compile] [--beneath] [--each] [--threads T] [--show] [--max-file BYTES] DIR...\n");
     return 2;
   }
   auto set = load_builtin_rules();
@@ -172,8 +181,29 @@ int main(int argc, char** argv) {
   std::mutex mu;
   std::map<std::string, uint64_t> per_rule;
   auto work = [&] {
+    std::string dir;  // --beneath: the directory `dfd` is open on
+    int dfd = -1;
     for (size_t i = next++; i < files.size(); i = next++) {
-      int fd = ::open(files[i].c_str(), O_RDONLY | O_CLOEXEC | O_NOFOLLOW);
+      int fd = -1;
+      uint64_t size_hint = UINT64_MAX;
+      if (beneath) {
+        const std::string& path = files[i];
+        size_t slash = path.rfind('/');
+        std::string d = path.substr(0, slash), name = path.substr(slash + 1);
+        if (d != dir || dfd < 0) {
+          if (dfd >= 0) ::close(dfd);
+          dfd = ::open(d.c_str(), O_PATH | O_DIRECTORY | O_CLOEXEC);
+          dir = d;
+        }
+        open_how how{};
+        how.flags = O_RDONLY | O_NOFOLLOW | O_NONBLOCK | O_NOCTTY | O_CLOEXEC;
+        how.resolve = RESOLVE_BENEATH | RESOLVE_NO_SYMLINKS | RESOLVE_NO_MAGICLINKS | RESOLVE_NO_XDEV;
+        fd = static_cast<int>(::syscall(SYS_openat2, dfd, name.c_str(), &how, sizeof how));
+        struct stat sb;
+        if (fd >= 0 && ::fstat(fd, &sb) == 0) size_hint = static_cast<uint64_t>(sb.st_size);
+      } else {
+        fd = ::open(files[i].c_str(), O_RDONLY | O_CLOEXEC | O_NOFOLLOW);
+      }
       if (fd < 0) continue;
       auto st = (*sc)->scan_fd(fd, max_file, [&](const SecretFinding& f) {
         std::lock_guard<std::mutex> g(mu);
@@ -182,7 +212,7 @@ int main(int argc, char** argv) {
           std::printf("%s:%llu: %s %s\n", files[i].c_str(), static_cast<unsigned long long>(f.line),
                       f.rule_id.c_str(), f.redacted.c_str());
         return SinkAction::kContinue;
-      });
+      }, size_hint);
       ::close(fd);
       if (st.ok()) {
         bytes += st->bytes;
@@ -190,6 +220,7 @@ int main(int argc, char** argv) {
         nbinary += st->binary;
       }
     }
+    if (dfd >= 0) ::close(dfd);
   };
   auto t1 = std::chrono::steady_clock::now();
   double cpu0 = cpu_seconds();

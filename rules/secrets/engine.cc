@@ -73,11 +73,29 @@ struct ThreadState {
   }
 };
 
+// Latin-1, not UTF-8: Vectorscan matches bytes, so RE2 must too, or the
+// two engines disagree on what a class or a count such as [^\s"']{8,128}
+// covers (a UTF-8 character is one repetition for RE2 but 2-4 for
+// Vectorscan; a stray 0xff matches a negated class only in Latin-1), and
+// (?i) in UTF-8 mode adds the Kelvin sign and the long s to every k and s.
+// Byte classes also make the programs a third smaller and faster to compile.
 RE2::Options re2_options() {
   RE2::Options ro;
   ro.set_log_errors(false);
+  ro.set_encoding(RE2::Options::EncodingLatin1);
   return ro;
 }
+
+// The confirmation program: the rule's pattern as group 1 behind a lazy
+// any-byte prefix, searched with ANCHOR_START. That is exactly RE2's own
+// unanchored leftmost-first search (RE2 compiles the same prefix loop for
+// it), but RE2 then needs one forward pass: an unanchored search with
+// submatches runs the forward DFA to find the match's end, then compiles a
+// reverse program and runs a reverse DFA to find its start. The lazy
+// compile of that reverse program and the warm-up of the second DFA were
+// half of the confirmation cost (benchmarks/README.md, "First run"). The
+// rule's own capture becomes group 2.
+std::string confirm_pattern(const std::string& pattern) { return "(?m)(?s:.)*?(" + pattern + ")"; }
 
 // A rule's RE2 programs are compiled on its first candidate, not in create():
 // compiling all 204 took about 15% of a cached `moat scan` of a 700 MB
@@ -100,7 +118,7 @@ struct CompiledRule {
   const Programs& compiled() const {
     std::call_once(*once, [this] {
       const RE2::Options ro = re2_options();
-      programs->re = std::make_unique<RE2>("(?m)" + rule->pattern, ro);
+      programs->re = std::make_unique<RE2>(confirm_pattern(rule->pattern), ro);
       for (const auto& a : rule->allow) programs->allow.push_back(std::make_unique<RE2>(a, ro));
       for (const auto& a : rule->allow_match) programs->allow_match.push_back(std::make_unique<RE2>(a, ro));
     });
@@ -323,8 +341,10 @@ class Scan {
       uint64_t hi = std::min(sp.end_max + kTail, avail);
       size_t pos = lo - text_abs, end = hi - text_abs;
       while (pos < end) {
-        re2::StringPiece m[2];
-        if (!re.Match(whole, pos, end, RE2::UNANCHORED, m, 2)) break;
+        // m[1]: the rule's whole match, m[2]: its capture (confirm_pattern()).
+        re2::StringPiece g[3];
+        if (!re.Match(whole, pos, end, RE2::ANCHOR_START, g, 3)) break;
+        const re2::StringPiece* m = g + 1;
         size_t ms = static_cast<size_t>(m[0].data() - text), me = ms + m[0].size();
         if (!eof && text_abs + me >= avail) {
           // The match touches the end of what has been read: the next chunk

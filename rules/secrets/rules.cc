@@ -25,7 +25,7 @@ using nlohmann::json;
 
 // Bumped whenever matching semantics change, so cached layer results made by
 // an older engine are not reused (it is part of RuleSet::version()).
-constexpr const char* kEngineVersion = "secrets-engine-2";  // 2: one finding per span, key blocks
+constexpr const char* kEngineVersion = "secrets-engine-3";  // 2: one finding per span, key blocks; 3: RE2 matches bytes
 
 const std::set<std::string> kSeverities = {"critical", "high", "medium", "low", "info"};
 
@@ -278,6 +278,7 @@ std::vector<std::string> validate(const RuleSet& set, bool compile_each) {
   std::map<std::string, std::string> seen;  // id -> origin
   RE2::Options ro;
   ro.set_log_errors(false);
+  ro.set_encoding(RE2::Options::EncodingLatin1);  // as the engine compiles them (engine.cc, re2_options)
   for (const auto& g : set.global_allow) {
     RE2 re(g, ro);
     if (!re.ok()) problems.push_back("global_allow \"" + g + "\": " + re.error());

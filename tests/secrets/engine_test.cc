@@ -334,6 +334,48 @@ TEST(Engine, DatabaseCache) {
   std::filesystem::remove_all(dir);
 }
 
+// Both stages see bytes: a repetition counts bytes in RE2 as in Vectorscan,
+// and a negated class takes any byte. With RE2 in UTF-8 mode a value of
+// five two-byte characters (10 bytes) was a Vectorscan match RE2 rejected
+// (5 characters < 8), and invalid UTF-8 never matched [^\s] in RE2.
+TEST(Engine, ConfirmationCountsBytesLikeVectorscan) {
+  RuleSet set;
+  SecretRule r;
+  r.id = "test.bytes";
+  r.title = "bytes";
+  r.category = "secret";
+  r.severity = "low";
+  r.pattern = "\\bval=([^\\s\"']{8,12})(?:\\s|$)";
+  r.examples.push_back({"val=MoatFake12 ", "MoatFake12"});
+  r.negative_examples.push_back({"val=short "});
+  r.references.push_back("tests/secrets/engine_test.cc");
+  set.rules.push_back(r);
+  auto sc = SecretScanner::create(std::move(set));
+  ASSERT_TRUE(sc.ok()) << sc.error().describe();
+  auto scan = [&](const std::string& text) {
+    std::vector<SecretFinding> out;
+    auto st = (*sc)->scan_buffer(text.data(), text.size(), [&](const SecretFinding& f) {
+      out.push_back(f);
+      return SinkAction::kContinue;
+    });
+    EXPECT_TRUE(st.ok());
+    return out;
+  };
+  std::string e_acute = "\xc3\xa9";
+  std::string five, seven;
+  for (int i = 0; i < 5; ++i) five += e_acute;
+  for (int i = 0; i < 7; ++i) seven += e_acute;
+  auto f = scan("x val=" + five + "\n");
+  ASSERT_EQ(f.size(), 1u);
+  EXPECT_EQ(f[0].length, 10u);
+  EXPECT_EQ(f[0].fingerprint, fingerprint("test.bytes", five));
+  f = scan("x val=MoatFa\xff\xfe\x80k\n");
+  ASSERT_EQ(f.size(), 1u);
+  EXPECT_EQ(f[0].length, 10u);
+  EXPECT_TRUE(scan("x val=" + seven + "\n").empty());  // 14 bytes: too long for both
+  EXPECT_TRUE((*sc)->rules().rules.size() == 1 && check_examples(**sc).empty());
+}
+
 long max_rss_kib() {
   rusage ru{};
   ::getrusage(RUSAGE_SELF, &ru);

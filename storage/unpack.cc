@@ -393,7 +393,7 @@ bool keep_xattr(const std::string& name) {
 
 class EntryWriter {
  public:
-  EntryWriter(int root, const UnpackOptions& opt) : root_(root), opt_(opt) {}
+  EntryWriter(int root, const UnpackOptions& opt) : root_(root), opt_(opt), euid_(geteuid()), egid_(getegid()) {}
 
   // Applies one archive entry; `a` is positioned at its data.
   Status apply(archive* a, archive_entry* e, const std::string& raw_name) {
@@ -470,11 +470,18 @@ class EntryWriter {
     }
     mode_t ft = archive_entry_filetype(e);
     bool is_dir = ft == AE_IFDIR;
-    MOAT_TRY(clear(pfd, parent, name, is_dir));
+    // Files, most of the entries, are created first and cleared for only if
+    // the name is taken (O_EXCL never follows or opens what is there).
+    if (ft != AE_IFREG) MOAT_TRY(clear(pfd, parent, name, is_dir));
     switch (ft) {
       case AE_IFREG: {
         ie.type = EntryType::File;
-        int fd = openat(pfd, name.c_str(), O_WRONLY | O_CREAT | O_EXCL | O_NOFOLLOW | O_CLOEXEC, 0600);
+        constexpr int kCreate = O_WRONLY | O_CREAT | O_EXCL | O_NOFOLLOW | O_CLOEXEC;
+        int fd = openat(pfd, name.c_str(), kCreate, 0600);
+        if (fd < 0 && errno == EEXIST) {
+          MOAT_TRY(clear(pfd, parent, name, false));
+          fd = openat(pfd, name.c_str(), kCreate, 0600);
+        }
         if (fd < 0) return sys_error("create file");
         Fd owner(fd);
         MOAT_TRY(write_data(a, fd, ie.size));
@@ -694,6 +701,7 @@ class EntryWriter {
     const void* buf;
     size_t len;
     la_int64_t off;
+    uint64_t end = 0;  // past the last byte written
     for (;;) {
       int r = archive_read_data_block(a, &buf, &len, &off);
       if (r == ARCHIVE_EOF) break;
@@ -709,9 +717,10 @@ class EntryWriter {
         off += n;
         len -= static_cast<size_t>(n);
       }
+      end = std::max<uint64_t>(end, static_cast<uint64_t>(off));
     }
     // Sparse files end in a hole: give the file its full size.
-    if (ftruncate(fd, static_cast<off_t>(size)) != 0) return sys_error("set file size");
+    if (end != size && ftruncate(fd, static_cast<off_t>(size)) != 0) return sys_error("set file size");
     return ok_status();
   }
 
@@ -720,7 +729,9 @@ class EntryWriter {
   Status finish_fd(int fd, const IndexEntry& ie, bool device) {
     bool chowned = false;
     if (opt_.chown) {
-      chowned = fchown(fd, ie.uid, ie.gid) == 0;
+      // What we create is ours (no parent is setgid while we unpack: directories
+      // get their modes last): skip a chown that would change nothing.
+      chowned = (ie.uid == euid_ && ie.gid == egid_) || fchown(fd, ie.uid, ie.gid) == 0;
       if (!chowned) chown_failed_ = true;
     }
     for (const auto& [n, v] : ie.xattrs) {
@@ -790,6 +801,8 @@ class EntryWriter {
 
   int root_;
   const UnpackOptions& opt_;
+  uid_t euid_;  // the owner of what we create
+  gid_t egid_;
   uint64_t entries_ = 0;
   bool chown_failed_ = false;
   std::vector<IndexEntry> index_;

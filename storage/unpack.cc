@@ -33,10 +33,10 @@ namespace moat {
 namespace {
 
 constexpr size_t kInBuf = 1 << 17;
-// The uncompressed tar travels from the producer thread to the tar reader in
-// chunks of kChunk bytes, at most kSlots of them buffered (2 MiB a layer).
-constexpr size_t kChunk = 1 << 18;
-constexpr size_t kSlots = 8;
+// The uncompressed tar travels from the producer thread to the tar reader and
+// the diffID hasher in chunks of kChunk bytes, kSlots of them (2 MiB a layer).
+constexpr size_t kChunk = 1 << 20;
+constexpr size_t kSlots = 4;
 
 // gzip layers are inflated by ISA-L's igzip where the build has it (about 3x
 // zlib's speed on this project's benchmark image, benchmarks/README.md), by
@@ -52,22 +52,24 @@ struct IsalState {
 
 // ---- the byte pipeline: blob -> hash -> decompress -> hash -> libarchive ----
 //
-// Two threads per layer. The producer, a thread the Pipeline owns, reads the
-// blob, hashes it (blob digest), decompresses it and hashes the tar (diffID)
-// into a ring of kSlots chunks; the caller's thread takes the chunks in order
-// for libarchive and writes the entries. The largest layer bounds a pull's
-// wall time: this way its inflate and hashing (about half of its CPU time) no
-// longer wait for its file writes, nor the writes for them.
+// Three threads per layer, two of them owned by the Pipeline. The producer
+// reads the blob, hashes it (blob digest) and decompresses it into a ring of
+// kSlots chunks; the hasher hashes each chunk (diffID); the caller's thread
+// takes the chunks in order for libarchive and writes the entries. The
+// largest layer bounds a pull's wall time: this way its inflate and hashing
+// (about half of its CPU time) no longer wait for its file writes, nor the
+// writes for them, and the two halves are about even (benchmarks/README.md).
 //
-// Ownership: a chunk belongs to the producer until published, then to the
-// consumer until the consumer asks for the next one (libarchive reads a block
-// until its next read callback). Everything the producer computes (digests,
-// sizes) is read by the consumer only after the end of the stream was
-// published, under the same mutex. A producer error (corrupt data, truncated
-// stream, a limit, cancel) is published after the chunks before it, so the
-// consumer meets it where it met it before: at the entry being read. If the
-// consumer stops early (a bad entry), the destructor stops and joins the
-// producer.
+// Ownership: a chunk belongs to the producer until published; then the reader
+// holds it until it asks for the next one (libarchive reads a block until its
+// next read callback) and the hasher until hashed; the slot is the producer's
+// again once both are past it. The blob digest and sizes are read by the
+// caller only after the end of the stream was published, the diffID after the
+// hasher said it is done, both under the same mutex. A producer error
+// (corrupt data, truncated stream, a limit, cancel) is published after the
+// chunks before it, so the reader meets it where it met it before: at the
+// entry being read. If the caller stops early (a bad entry), the destructor
+// stops and joins both threads.
 class Pipeline {
  public:
   Pipeline(Reader& src, Compression declared, const UnpackOptions& opt)
@@ -75,14 +77,14 @@ class Pipeline {
     for (auto& s : slots_) s.reset(new char[kChunk]);
   }
   ~Pipeline() {
-    if (producer_.joinable()) {
-      {
-        std::lock_guard<std::mutex> g(mu_);
-        stop_ = true;
-      }
-      cv_.notify_all();
-      producer_.join();  // a chunk being produced is finished first
+    {
+      std::lock_guard<std::mutex> g(mu_);
+      stop_ = true;
     }
+    space_.notify_all();
+    data_.notify_all();
+    if (producer_.joinable()) producer_.join();  // a chunk being produced is finished first
+    if (hasher_.joinable()) hasher_.join();
     if (z_init_) inflateEnd(&z_);
     if (zs_) ZSTD_freeDStream(zs_);
 #ifdef MOAT_HAVE_ISAL
@@ -120,6 +122,7 @@ class Pipeline {
       ZSTD_DCtx_setParameter(zs_, ZSTD_d_windowLogMax, 27);
     }
     producer_ = std::thread([this] { produce(); });
+    hasher_ = std::thread([this] { hash_chunks(); });
     return ok_status();
   }
 
@@ -129,9 +132,9 @@ class Pipeline {
     std::unique_lock<std::mutex> l(mu_);
     if (held_) {
       held_ = false;
-      cv_.notify_all();
+      space_.notify_one();
     }
-    cv_.wait(l, [this] { return published_ > consumed_ || done_; });
+    data_.wait(l, [this] { return published_ > consumed_ || done_; });
     if (published_ > consumed_) {
       size_t k = consumed_++ % kSlots;
       held_ = true;
@@ -153,7 +156,11 @@ class Pipeline {
 
   // Valid once next() returned 0 (the producer is done with them).
   std::string blob_digest() { return blob_hash_.finish(); }
-  std::string diff_id() { return diff_hash_.finish(); }
+  std::string diff_id() {
+    std::unique_lock<std::mutex> l(mu_);
+    data_.wait(l, [this] { return hash_done_; });
+    return diff_hash_.finish();
+  }
   uint64_t blob_size() const { return blob_size_; }
   uint64_t tar_size() const { return tar_size_; }
   Compression compression() const { return comp_; }
@@ -164,7 +171,8 @@ class Pipeline {
     for (;;) {
       {
         std::unique_lock<std::mutex> l(mu_);
-        cv_.wait(l, [this] { return stop_ || published_ - consumed_ + (held_ ? 1 : 0) < kSlots; });
+        // A slot is free once both the tar reader and the hasher are past it.
+        space_.wait(l, [this] { return stop_ || published_ - std::min(consumed_ - (held_ ? 1 : 0), hashed_) < kSlots; });
         if (stop_) return;
       }
       size_t k = published_ % kSlots;  // only this thread changes published_
@@ -184,8 +192,29 @@ class Pipeline {
         lens_[k] = *r;
         ++published_;
       }
-      cv_.notify_all();
+      data_.notify_all();
       if (done_) return;
+    }
+  }
+
+  // The hasher thread: the diffID over every published chunk, in order.
+  void hash_chunks() {
+    std::unique_lock<std::mutex> l(mu_);
+    for (;;) {
+      data_.wait(l, [this] { return stop_ || hashed_ < published_ || done_; });
+      if (stop_) return;
+      if (hashed_ == published_) {  // done_: every chunk is hashed
+        hash_done_ = true;
+        data_.notify_all();
+        return;
+      }
+      size_t k = hashed_ % kSlots;
+      size_t n = lens_[k];
+      l.unlock();
+      diff_hash_.update(slots_[k].get(), n);
+      l.lock();
+      ++hashed_;
+      space_.notify_one();
     }
   }
 
@@ -202,7 +231,6 @@ class Pipeline {
     }
     if (n == 0) return size_t{0};
     tar_size_ += n;
-    diff_hash_.update(dst, n);
     if (opt_.cancel && opt_.cancel->load()) return Error{"cancelled"};
     if (opt_.image_bytes) {
       uint64_t total = opt_.image_bytes->fetch_add(n) + n;
@@ -353,12 +381,13 @@ class Pipeline {
   std::unique_ptr<char[]> slots_[kSlots];
   size_t lens_[kSlots] = {};
   std::mutex mu_;
-  std::condition_variable cv_;
-  uint64_t published_ = 0, consumed_ = 0;
+  std::condition_variable space_;  // the producer waits for a free slot
+  std::condition_variable data_;   // the reader and the hasher wait for a chunk (or the end)
+  uint64_t published_ = 0, consumed_ = 0, hashed_ = 0;
   bool held_ = false;  // the consumer holds chunk consumed_ - 1
-  bool done_ = false, stop_ = false;
+  bool done_ = false, stop_ = false, hash_done_ = false;
   std::optional<Error> err_;
-  std::thread producer_;  // last: joined in the destructor before anything it uses goes
+  std::thread producer_, hasher_;  // last: joined in the destructor before anything they use goes
 };
 
 struct PipeClient {

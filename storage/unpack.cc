@@ -537,7 +537,8 @@ class EntryWriter {
         if (ie.link.empty()) return Error{"symlink with an empty target"};
         if (ie.link.size() > opt_.limits.max_path_length) return Error{"symlink target too long"};
         if (symlinkat(ie.link.c_str(), pfd, name.c_str()) != 0) return sys_error("create symlink");
-        if (opt_.chown) fchownat(pfd, name.c_str(), ie.uid, ie.gid, AT_SYMLINK_NOFOLLOW);
+        if (opt_.chown && (ie.uid != euid_ || ie.gid != egid_))
+          fchownat(pfd, name.c_str(), ie.uid, ie.gid, AT_SYMLINK_NOFOLLOW);
         struct timespec ts[2] = {{ie.mtime, 0}, {ie.mtime, 0}};
         utimensat(pfd, name.c_str(), ts, AT_SYMLINK_NOFOLLOW);
         break;

@@ -34,8 +34,8 @@ namespace {
 
 constexpr size_t kInBuf = 1 << 17;
 // The uncompressed tar travels from the producer thread to the tar reader and
-// the diffID hasher in chunks of kChunk bytes, kSlots of them (4 MiB a layer:
-// larger chunks than this measured no faster, smaller ones cost more wakeups).
+// the diffID hasher in chunks of kChunk bytes, kSlots of them (4 MiB a layer;
+// 1 MiB chunks cost a little less CPU than 256 KiB ones: fewer wakeups).
 constexpr size_t kChunk = 1 << 20;
 constexpr size_t kSlots = 4;
 

@@ -28,6 +28,15 @@
 # and each of the image's three layers as unpacked in a store (layer0..2).
 #
 # Usage (as root): benchmarks/first-run.sh --moat PATH [--scan-tree PATH] [--runs N] [--work DIR]
+#                   [--compare PATH] [--pull-only] [--priority]
+#   --compare PATH  also time `moat image pull` of this other moat build (e.g.
+#                   main's), interleaved with the first: a before/after in one window
+#   --pull-only     time only the pulls and gzip (a minute instead of several)
+#   --priority      run each timed command in a session of its own whose
+#                   autogroup has nice -20: on a machine shared with other
+#                   sessions' builds, the figures come near a quiet machine's
+#                   (their work waits meanwhile; with autogroups, plain nice
+#                   does not reach across sessions)
 # Prints a markdown table (also WORK/results.md). Measurements only: no ctest.
 set -euo pipefail
 export LC_ALL=C
@@ -35,6 +44,9 @@ here=$(cd "$(dirname "$0")" && pwd)
 repo=$(cd "$here/.." && pwd)
 RUNS=3
 MOAT=""
+MOAT_B=""
+PULL_ONLY=0
+PRIORITY=0
 SCAN_TREE=""
 WORK=${MOAT_BENCH_FIRST_WORK:-/var/tmp/moat-bench-first}
 LITERAL=AKIAQWERTYMOATBENCH
@@ -43,6 +55,9 @@ while [[ $# -gt 0 ]]; do
   case "$1" in
     --runs) RUNS=$2; shift 2 ;;
     --moat) MOAT=$2; shift 2 ;;
+    --compare) MOAT_B=$(realpath "$2"); shift 2 ;;
+    --pull-only) PULL_ONLY=1; shift ;;
+    --priority) PRIORITY=1; shift ;;
     --scan-tree) SCAN_TREE=$2; shift 2 ;;
     --work) WORK=$2; shift 2 ;;
     -h|--help) sed -n '2,/^set -euo/p' "$0" | sed '$d'; exit 0 ;;
@@ -122,17 +137,20 @@ bash "$repo/tests/lib/rootless-users.sh" >/dev/null
 BIN=/dev/shm/moat-first-run-bin
 rm -rf "$BIN" && mkdir -m 0755 "$BIN"
 install -m 0755 "$MOAT" "$BIN/moat"
+[[ -z $MOAT_B ]] || install -m 0755 "$MOAT_B" "$BIN/moat-b"
 SHM=/dev/shm/moat-first-run
 rm -rf "$SHM" && mkdir -m 1777 "$SHM"
 AS=("$repo/tests/lib/as-user.sh" "$USER_NAME")  # runs a command as the test user
 fresh_store() { rm -rf "$SHM/store"; }
+PFX=()
+[[ $PRIORITY == 0 ]] || PFX=(setsid -w bash -c 'echo -20 >/proc/self/autogroup && exec "$@"' _)
 
 # time_it NAME CMD...: one timed run, appended to $WORK/runs.tsv (name wall cpu).
 time_it() {
   local name=$1; shift
   local wall user sys
   # (moat scan exits 1 when it finds something: time then adds a first line)
-  /usr/bin/time -o "$WORK/time.out" -f "%e %U %S" "$@" >/dev/null 2>"$WORK/cmd.err" || true
+  /usr/bin/time -o "$WORK/time.out" -f "%e %U %S" "${PFX[@]}" "$@" >/dev/null 2>"$WORK/cmd.err" || true
   read -r wall user sys < <(tail -1 "$WORK/time.out")
   [[ $wall =~ ^[0-9.]+$ ]] || { cat "$WORK/time.out" "$WORK/cmd.err" >&2; echo "$name failed" >&2; exit 1; }
   echo -e "$name\t$wall\t$(echo "$user + $sys" | bc)" >>"$WORK/runs.tsv"
@@ -146,7 +164,12 @@ for ((r = 1; r <= RUNS; r++)); do
   echo "== run $r of $RUNS" >&2
   fresh_store
   time_it pull "${AS[@]}" "$BIN/moat" image pull -q --store "$SHM/store" "oci:$L:t"
+  if [[ -n $MOAT_B ]]; then
+    fresh_store
+    time_it pull-b "${AS[@]}" "$BIN/moat-b" image pull -q --store "$SHM/store" "oci:$L:t"
+  fi
   time_it gzip bash -c 'for b in "$@"; do gzip -dc "$b" >/dev/null; done' _ "${BLOBS[@]}"
+  [[ $PULL_ONLY == 0 ]] || continue
   # The layers are in the store now; nothing else is (no cache/, no secrets-*.json).
   time_it secret "${AS[@]}" "$BIN/moat" scan -q --store "$SHM/store" --checks secret -f json -o /dev/null "oci:$L:t"
   "${AS[@]}" "$BIN/moat" image pull -q --store "$SHM/store" "oci:$L:t" >/dev/null  # (no-op: reused)
@@ -167,7 +190,10 @@ ratio() { echo "scale=2; $1 / $2" | bc; }
   echo "| what | wall median s | CPU median s | vs. |"
   echo "|---|---:|---:|---|"
   echo "| \`moat image pull\` (empty store) | $(med pull 2) | $(med pull 3) | $(ratio "$(med pull 2)" "$(med gzip 2)")x gzip -dc |"
+  [[ -z $MOAT_B ]] ||
+    echo "| \`moat image pull\`, the --compare build | $(med pull-b 2) | $(med pull-b 3) | $(ratio "$(med pull-b 2)" "$(med gzip 2)")x gzip -dc |"
   echo "| \`gzip -dc\` of the 3 layers, one after another | $(med gzip 2) | $(med gzip 3) | |"
+  [[ $PULL_ONLY == 0 ]] || exit 0
   echo "| first \`moat scan --checks secret\` (layers in the store, no caches) | $(med secret 2) | $(med secret 3) | $(ratio "$(med secret 2)" "$(med grep 2)")x grep |"
   echo "| first full \`moat scan\` (layers in the store, no caches) | $(med full 2) | $(med full 3) | $(ratio "$(med full 2)" "$(med grep 2)")x grep |"
   echo "| \`grep -rIl $LITERAL TREE\` | $(med grep 2) | $(med grep 3) | |"
@@ -175,7 +201,7 @@ ratio() { echo "scale=2; $1 / $2" | bc; }
 } | tee "$WORK/results.md"
 
 # 3. The engine alone: MB per CPU second, small text vs binary-heavy, all vs 10 rules.
-if [[ -x $SCAN_TREE ]]; then
+if [[ $PULL_ONLY == 0 && -x $SCAN_TREE ]]; then
   small=("$TREE/usr/include")
   for d in "$TREE"/usr/lib/python3*; do small+=("$d"); done
   bin=("$TREE/usr/lib/x86_64-linux-gnu")

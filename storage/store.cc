@@ -7,7 +7,8 @@
 #include <unistd.h>
 
 #include <tbb/global_control.h>
-#include <tbb/parallel_for_each.h>
+#include <tbb/parallel_for.h>
+#include <tbb/partitioner.h>
 #include <tbb/task_arena.h>
 
 #include <algorithm>
@@ -344,14 +345,25 @@ Result<ImageRecord> Store::pull(const ImageSource& src, const PullOptions& opt, 
     if (opt.observer) opt.observer->layer_unpacked(d.layers[w->layer].diff_id);
     if (opt.on_layer) opt.on_layer("unpacked " + layer_name(w->layer) + ", " + human_bytes(w->result.tar_size));
   };
+  // Largest blob first, each slot taking the next layer when it is done with
+  // one: the biggest layer bounds the pull's wall time, so it must not wait
+  // behind a small one (oneTBB's range splitting gives no order).
+  std::vector<std::unique_ptr<Work>*> order;
+  for (auto& w : work) order.push_back(&w);
+  std::stable_sort(order.begin(), order.end(), [&](const auto* x, const auto* y) {
+    return d.layers[(*x)->layer].size > d.layers[(*y)->layer].size;
+  });
+  std::atomic<size_t> next{0};
+  auto slot = [&](int) {
+    for (size_t k; (k = next.fetch_add(1)) < order.size();) unpack_one(*order[k]);
+  };
+  auto run_slots = [&] { tbb::parallel_for(0, layer_slots, slot, tbb::simple_partitioner()); };
   if (arena) {
     // Isolated: waiting for the other layers, this thread runs no observer
     // work, which could hold it long after the last layer is in.
-    arena->execute([&] {
-      tbb::this_task_arena::isolate([&] { tbb::parallel_for_each(work.begin(), work.end(), unpack_one); });
-    });
+    arena->execute([&] { tbb::this_task_arena::isolate(run_slots); });
   } else {
-    tbb::parallel_for_each(work.begin(), work.end(), unpack_one);
+    run_slots();
   }
   if (first_error) {
     discard_all();

@@ -33,66 +33,16 @@ namespace moat {
 namespace {
 
 constexpr size_t kInBuf = 1 << 17;
-constexpr size_t kOutBuf = 1 << 18;
+// The uncompressed tar travels from the producer thread to the tar reader and
+// the diffID hasher in chunks of kChunk bytes, kSlots of them (4 MiB a layer;
+// 1 MiB chunks cost a little less CPU than 256 KiB ones: fewer wakeups).
+constexpr size_t kChunk = 1 << 20;
+constexpr size_t kSlots = 4;
 
 // gzip layers are inflated by ISA-L's igzip where the build has it (about 3x
 // zlib's speed on this project's benchmark image, benchmarks/README.md), by
 // zlib otherwise. Both check every member's CRC-32 and ISIZE; the blob digest
 // and diffID are computed the same way around either.
-// The diffID's SHA-256 on a thread of its own, one chunk behind the inflate:
-// the tar is hashed while the next chunk is inflated and the previous one is
-// written out. Hashing the tar is about a sixth of a gzip layer's CPU time,
-// and the largest layer is the critical path of a pull. One chunk is in flight
-// at most: submit() waits for the previous one.
-class BackgroundHasher {
- public:
-  explicit BackgroundHasher(Sha256& h) : h_(h), thread_([this] { run(); }) {}
-  ~BackgroundHasher() {
-    {
-      std::lock_guard<std::mutex> g(mu_);
-      stop_ = true;
-    }
-    cv_.notify_all();
-    thread_.join();  // a chunk in flight is finished first
-  }
-  BackgroundHasher(const BackgroundHasher&) = delete;
-  BackgroundHasher& operator=(const BackgroundHasher&) = delete;
-
-  void submit(const char* p, size_t n) {
-    std::unique_lock<std::mutex> l(mu_);
-    cv_.wait(l, [this] { return !busy_; });
-    p_ = p;
-    n_ = n;
-    busy_ = true;
-    cv_.notify_all();
-  }
-  // Returns once every submitted chunk is hashed.
-  void wait() {
-    std::unique_lock<std::mutex> l(mu_);
-    cv_.wait(l, [this] { return !busy_; });
-  }
-
- private:
-  void run() {
-    std::unique_lock<std::mutex> l(mu_);
-    for (;;) {
-      cv_.wait(l, [this] { return busy_ || stop_; });
-      if (!busy_) return;  // stop, nothing in flight
-      l.unlock();
-      h_.update(p_, n_);
-      l.lock();
-      busy_ = false;
-      cv_.notify_all();
-    }
-  }
-  Sha256& h_;
-  std::mutex mu_;
-  std::condition_variable cv_;
-  const char* p_ = nullptr;
-  size_t n_ = 0;
-  bool busy_ = false, stop_ = false;
-  std::thread thread_;  // last: started after everything it uses
-};
 
 #ifdef MOAT_HAVE_ISAL
 // ISA-L's inflate state holds its 32 KiB window and tables: heap, not stack.
@@ -102,24 +52,50 @@ struct IsalState {
 #endif
 
 // ---- the byte pipeline: blob -> hash -> decompress -> hash -> libarchive ----
-
+//
+// Three threads per layer, two of them owned by the Pipeline. The producer
+// reads the blob, hashes it (blob digest) and decompresses it into a ring of
+// kSlots chunks; the hasher hashes each chunk (diffID); the caller's thread
+// takes the chunks in order for libarchive and writes the entries. The
+// largest layer bounds a pull's wall time: this way its inflate and hashing
+// (about half of its CPU time) no longer wait for its file writes, nor the
+// writes for them, and the two halves are about even (benchmarks/README.md).
+//
+// Ownership: a chunk belongs to the producer until published; then the reader
+// holds it until it asks for the next one (libarchive reads a block until its
+// next read callback) and the hasher until hashed; the slot is the producer's
+// again once both are past it. The blob digest and sizes are read by the
+// caller only after the end of the stream was published, the diffID after the
+// hasher said it is done, both under the same mutex. A producer error
+// (corrupt data, truncated stream, a limit, cancel) is published after the
+// chunks before it, so the reader meets it where it met it before: at the
+// entry being read. If the caller stops early (a bad entry), the destructor
+// stops and joins both threads.
 class Pipeline {
  public:
   Pipeline(Reader& src, Compression declared, const UnpackOptions& opt)
-      : src_(src),
-        declared_(declared),
-        opt_(opt),
-        in_(new char[kInBuf]),
-        outs_{std::unique_ptr<char[]>(new char[kOutBuf]), std::unique_ptr<char[]>(new char[kOutBuf])} {}
+      : src_(src), declared_(declared), opt_(opt), in_(new char[kInBuf]) {
+    for (auto& s : slots_) s.reset(new char[kChunk]);
+  }
   ~Pipeline() {
+    {
+      std::lock_guard<std::mutex> g(mu_);
+      stop_ = true;
+    }
+    space_.notify_all();
+    data_.notify_all();
+    if (producer_.joinable()) producer_.join();  // a chunk being produced is finished first
+    if (hasher_.joinable()) hasher_.join();
     if (z_init_) inflateEnd(&z_);
     if (zs_) ZSTD_freeDStream(zs_);
 #ifdef MOAT_HAVE_ISAL
     delete isal_;
 #endif
   }
+  Pipeline(const Pipeline&) = delete;
+  Pipeline& operator=(const Pipeline&) = delete;
 
-  // Reads the first bytes and decides the decompressor.
+  // Reads the first bytes, decides the decompressor and starts the producer.
   Status start() {
     MOAT_TRY(fill());
     const unsigned char* b = reinterpret_cast<const unsigned char*>(in_.get());
@@ -130,7 +106,6 @@ class Pipeline {
       return Error{std::string("media type says ") + compression_name(declared_) + " but the blob is " +
                    compression_name(magic)};
     comp_ = magic;
-    if (comp_ != Compression::None) hasher_ = std::make_unique<BackgroundHasher>(diff_hash_);
     if (comp_ == Compression::Gzip) {
 #ifdef MOAT_HAVE_ISAL
       isal_ = new IsalState;
@@ -147,51 +122,28 @@ class Pipeline {
       // Bound the window an image can make us allocate (zstd --long=27 is the largest in use).
       ZSTD_DCtx_setParameter(zs_, ZSTD_d_windowLogMax, 27);
     }
+    producer_ = std::thread([this] { produce(); });
+    hasher_ = std::thread([this] { hash_chunks(); });
     return ok_status();
   }
 
-  // Next chunk of uncompressed tar; 0 at the end.
+  // Next chunk of uncompressed tar; 0 at the end. The previous chunk is given
+  // back to the producer.
   Result<size_t> next(const char** buf) {
-    for (;;) {
-      size_t produced = 0;
-      if (comp_ == Compression::None) {
-        if (in_pos_ == in_len_) {
-          MOAT_TRY(fill());
-          if (in_len_ == 0) return size_t{0};
-        }
-        *buf = in_.get() + in_pos_;
-        produced = in_len_ - in_pos_;
-        in_pos_ = in_len_;
-      } else {
-        // A gzip member may end one byte before the buffer does: keep that
-        // byte so the next member's two magic bytes are seen together.
-        while (!src_eof_ && (in_pos_ == in_len_ || (stream_done_ && in_len_ - in_pos_ < 2))) MOAT_TRY(fill());
-        if (in_pos_ == in_len_ && src_eof_) {
-          if (!stream_done_) return Error{"the compressed stream is truncated"};
-          return size_t{0};
-        }
-        MOAT_ASSIGN_OR_RETURN(produced, decompress());
-        *buf = out();
-        if (produced == 0) continue;
-      }
-      tar_size_ += produced;
-      if (hasher_) {
-        // Inflated chunks alternate between two buffers: the hasher reads
-        // this one while the next is inflated into the other.
-        hasher_->submit(*buf, produced);
-        cur_ ^= 1;
-      } else {
-        diff_hash_.update(*buf, produced);
-      }
-      if (opt_.cancel && opt_.cancel->load()) return Error{"cancelled"};
-      if (opt_.image_bytes) {
-        uint64_t total = opt_.image_bytes->fetch_add(produced) + produced;
-        if (total > opt_.limits.max_image_bytes)
-          return Error{"the image's uncompressed size passes the limit of " + human_bytes(opt_.limits.max_image_bytes)}
-              .with_hint("raise it with --max-image-bytes if the image is trusted to be this large");
-      }
-      return produced;
+    std::unique_lock<std::mutex> l(mu_);
+    if (held_) {
+      held_ = false;
+      space_.notify_one();
     }
+    data_.wait(l, [this] { return published_ > consumed_ || done_; });
+    if (published_ > consumed_) {
+      size_t k = consumed_++ % kSlots;
+      held_ = true;
+      *buf = slots_[k].get();
+      return lens_[k];
+    }
+    if (err_) return *err_;
+    return size_t{0};
   }
 
   // Reads whatever follows the tar's end marker so both digests cover every byte.
@@ -203,9 +155,11 @@ class Pipeline {
     }
   }
 
+  // Valid once next() returned 0 (the producer is done with them).
   std::string blob_digest() { return blob_hash_.finish(); }
   std::string diff_id() {
-    if (hasher_) hasher_->wait();
+    std::unique_lock<std::mutex> l(mu_);
+    data_.wait(l, [this] { return hash_done_; });
     return diff_hash_.finish();
   }
   uint64_t blob_size() const { return blob_size_; }
@@ -213,6 +167,118 @@ class Pipeline {
   Compression compression() const { return comp_; }
 
  private:
+  // The producer thread: fills free slots until the end, an error or stop.
+  void produce() {
+    for (;;) {
+      {
+        std::unique_lock<std::mutex> l(mu_);
+        // A slot is free once both the tar reader and the hasher are past it.
+        space_.wait(l, [this] { return stop_ || published_ - std::min(consumed_ - (held_ ? 1 : 0), hashed_) < kSlots; });
+        if (stop_) return;
+      }
+      size_t k = published_ % kSlots;  // only this thread changes published_
+      Result<size_t> r = Error{"internal error"};
+      try {
+        r = produce_chunk(slots_[k].get());
+      } catch (const std::exception& e) {
+        r = Error{std::string("internal error: ") + e.what()};
+      }
+      std::lock_guard<std::mutex> g(mu_);
+      if (!r) {
+        err_ = std::move(r).error();
+        done_ = true;
+      } else if (*r == 0) {
+        done_ = true;
+      } else {
+        lens_[k] = *r;
+        ++published_;
+      }
+      data_.notify_all();
+      if (done_) return;
+    }
+  }
+
+  // The hasher thread: the diffID over every published chunk, in order.
+  void hash_chunks() {
+    std::unique_lock<std::mutex> l(mu_);
+    for (;;) {
+      data_.wait(l, [this] { return stop_ || hashed_ < published_ || done_; });
+      if (stop_) return;
+      if (hashed_ == published_) {  // done_: every chunk is hashed
+        hash_done_ = true;
+        data_.notify_all();
+        return;
+      }
+      size_t k = hashed_ % kSlots;
+      size_t n = lens_[k];
+      l.unlock();
+      diff_hash_.update(slots_[k].get(), n);
+      l.lock();
+      ++hashed_;
+      space_.notify_one();
+    }
+  }
+
+  // One chunk of tar into `dst` (up to kChunk bytes, 0 at the end), counted
+  // against the image's budget. An error after some bytes is kept for the next
+  // call, so the bytes before it reach the tar reader first.
+  Result<size_t> produce_chunk(char* dst) {
+    if (pending_err_) return *pending_err_;
+    size_t n = 0;
+    Status st = inflate_chunk(dst, n);
+    if (!st) {
+      if (n == 0) return std::move(st).error();
+      pending_err_ = std::move(st).error();
+    }
+    if (n == 0) return size_t{0};
+    tar_size_ += n;
+    if (opt_.cancel && opt_.cancel->load()) return Error{"cancelled"};
+    if (opt_.image_bytes) {
+      uint64_t total = opt_.image_bytes->fetch_add(n) + n;
+      if (total > opt_.limits.max_image_bytes)
+        return Error{"the image's uncompressed size passes the limit of " + human_bytes(opt_.limits.max_image_bytes)}
+            .with_hint("raise it with --max-image-bytes if the image is trusted to be this large");
+    }
+    return n;
+  }
+
+  // Decompresses (or, uncompressed, reads) up to kChunk bytes into `dst`;
+  // `len` says how many, also when it fails part-way.
+  Status inflate_chunk(char* dst, size_t& len) {
+    if (comp_ == Compression::None) {
+      // Whatever start() read ahead for the magic bytes, then straight into the chunk.
+      if (in_pos_ < in_len_) {
+        len = std::min(in_len_ - in_pos_, kChunk);
+        std::memcpy(dst, in_.get() + in_pos_, len);
+        in_pos_ += len;
+      }
+      while (len < kChunk && !src_eof_) {
+        MOAT_ASSIGN_OR_RETURN(size_t n, src_.read(dst + len, kChunk - len));
+        if (n == 0) {
+          src_eof_ = true;
+          break;
+        }
+        blob_size_ += n;
+        blob_hash_.update(dst + len, n);
+        if (opt_.progress) opt_.progress(n);
+        len += n;
+      }
+      return ok_status();
+    }
+    while (len < kChunk) {
+      // A gzip member may end one byte before the buffer does: keep that
+      // byte so the next member's two magic bytes are seen together.
+      while (!src_eof_ && (in_pos_ == in_len_ || (stream_done_ && in_len_ - in_pos_ < 2))) MOAT_TRY(fill());
+      if (in_pos_ == in_len_ && src_eof_) {
+        if (!stream_done_) return Error{"the compressed stream is truncated"};
+        break;
+      }
+      MOAT_ASSIGN_OR_RETURN(size_t n, decompress(dst + len, kChunk - len));
+      len += n;
+    }
+    return ok_status();
+  }
+
   // Reads the next bytes of the blob after what is still unconsumed (moved
   // to the front of the buffer).
   Status fill() {
@@ -231,7 +297,7 @@ class Pipeline {
   }
 
 #ifdef MOAT_HAVE_ISAL
-  Result<size_t> inflate_isal() {
+  Result<size_t> inflate_isal(char* dst, size_t cap) {
     inflate_state& st = isal_->st;
     if (stream_done_) {
       if (in_len_ - in_pos_ >= 2 && static_cast<unsigned char>(in_[in_pos_]) == 0x1f &&
@@ -246,8 +312,8 @@ class Pipeline {
     }
     st.next_in = reinterpret_cast<uint8_t*>(in_.get() + in_pos_);
     st.avail_in = static_cast<uint32_t>(in_len_ - in_pos_);
-    st.next_out = reinterpret_cast<uint8_t*>(out());
-    st.avail_out = kOutBuf;
+    st.next_out = reinterpret_cast<uint8_t*>(dst);
+    st.avail_out = static_cast<uint32_t>(cap);
     int r = isal_inflate(&st);
     in_pos_ = in_len_ - st.avail_in;  // at a member's end, ISA-L hands back the bytes after its trailer
     if (r != ISAL_DECOMP_OK) {
@@ -258,13 +324,13 @@ class Pipeline {
       return Error{std::string("gzip data is corrupt: ") + why};
     }
     if (st.block_state == ISAL_BLOCK_FINISH) stream_done_ = true;
-    return kOutBuf - st.avail_out;
+    return cap - st.avail_out;
   }
 #endif
 
-  Result<size_t> decompress() {
+  Result<size_t> decompress(char* dst, size_t cap) {
 #ifdef MOAT_HAVE_ISAL
-    if (comp_ == Compression::Gzip) return inflate_isal();
+    if (comp_ == Compression::Gzip) return inflate_isal(dst, cap);
 #endif
     if (comp_ == Compression::Gzip) {
       if (stream_done_) {
@@ -279,16 +345,16 @@ class Pipeline {
       }
       z_.next_in = reinterpret_cast<Bytef*>(in_.get() + in_pos_);
       z_.avail_in = static_cast<uInt>(in_len_ - in_pos_);
-      z_.next_out = reinterpret_cast<Bytef*>(out());
-      z_.avail_out = kOutBuf;
+      z_.next_out = reinterpret_cast<Bytef*>(dst);
+      z_.avail_out = static_cast<uInt>(cap);
       int r = inflate(&z_, Z_NO_FLUSH);
       in_pos_ = in_len_ - z_.avail_in;
       if (r == Z_STREAM_END) stream_done_ = true;
       else if (r != Z_OK && r != Z_BUF_ERROR) return Error{std::string("gzip data is corrupt: ") + (z_.msg ? z_.msg : "error")};
-      return kOutBuf - z_.avail_out;
+      return cap - z_.avail_out;
     }
     ZSTD_inBuffer in{in_.get(), in_len_, in_pos_};
-    ZSTD_outBuffer out{this->out(), kOutBuf, 0};
+    ZSTD_outBuffer out{dst, cap, 0};
     size_t r = ZSTD_decompressStream(zs_, &out, &in);
     if (ZSTD_isError(r)) return Error{std::string("zstd data is corrupt: ") + ZSTD_getErrorName(r)};
     in_pos_ = in.pos;
@@ -299,10 +365,8 @@ class Pipeline {
   Reader& src_;
   Compression declared_, comp_ = Compression::None;
   const UnpackOptions& opt_;
-  char* out() { return outs_[cur_].get(); }  // where the next chunk is inflated
+  // Producer's state (start() sets it up before the thread exists).
   std::unique_ptr<char[]> in_;
-  std::unique_ptr<char[]> outs_[2];
-  int cur_ = 0;
   size_t in_pos_ = 0, in_len_ = 0;
   bool src_eof_ = false, stream_done_ = false;
   z_stream z_{};
@@ -312,8 +376,19 @@ class Pipeline {
   IsalState* isal_ = nullptr;  // owned
 #endif
   Sha256 blob_hash_, diff_hash_;
-  std::unique_ptr<BackgroundHasher> hasher_;  // after what it uses: destroyed (joined) first
   uint64_t blob_size_ = 0, tar_size_ = 0;
+  std::optional<Error> pending_err_;
+  // The ring, under mu_: published_ and consumed_ count chunks since the start.
+  std::unique_ptr<char[]> slots_[kSlots];
+  size_t lens_[kSlots] = {};
+  std::mutex mu_;
+  std::condition_variable space_;  // the producer waits for a free slot
+  std::condition_variable data_;   // the reader and the hasher wait for a chunk (or the end)
+  uint64_t published_ = 0, consumed_ = 0, hashed_ = 0;
+  bool held_ = false;  // the consumer holds chunk consumed_ - 1
+  bool done_ = false, stop_ = false, hash_done_ = false;
+  std::optional<Error> err_;
+  std::thread producer_, hasher_;  // last: joined in the destructor before anything they use goes
 };
 
 struct PipeClient {
@@ -348,7 +423,7 @@ bool keep_xattr(const std::string& name) {
 
 class EntryWriter {
  public:
-  EntryWriter(int root, const UnpackOptions& opt) : root_(root), opt_(opt) {}
+  EntryWriter(int root, const UnpackOptions& opt) : root_(root), opt_(opt), euid_(geteuid()), egid_(getegid()) {}
 
   // Applies one archive entry; `a` is positioned at its data.
   Status apply(archive* a, archive_entry* e, const std::string& raw_name) {
@@ -425,11 +500,18 @@ class EntryWriter {
     }
     mode_t ft = archive_entry_filetype(e);
     bool is_dir = ft == AE_IFDIR;
-    MOAT_TRY(clear(pfd, parent, name, is_dir));
+    // Files, most of the entries, are created first and cleared for only if
+    // the name is taken (O_EXCL never follows or opens what is there).
+    if (ft != AE_IFREG) MOAT_TRY(clear(pfd, parent, name, is_dir));
     switch (ft) {
       case AE_IFREG: {
         ie.type = EntryType::File;
-        int fd = openat(pfd, name.c_str(), O_WRONLY | O_CREAT | O_EXCL | O_NOFOLLOW | O_CLOEXEC, 0600);
+        constexpr int kCreate = O_WRONLY | O_CREAT | O_EXCL | O_NOFOLLOW | O_CLOEXEC;
+        int fd = openat(pfd, name.c_str(), kCreate, 0600);
+        if (fd < 0 && errno == EEXIST) {
+          MOAT_TRY(clear(pfd, parent, name, false));
+          fd = openat(pfd, name.c_str(), kCreate, 0600);
+        }
         if (fd < 0) return sys_error("create file");
         Fd owner(fd);
         MOAT_TRY(write_data(a, fd, ie.size));
@@ -456,7 +538,8 @@ class EntryWriter {
         if (ie.link.empty()) return Error{"symlink with an empty target"};
         if (ie.link.size() > opt_.limits.max_path_length) return Error{"symlink target too long"};
         if (symlinkat(ie.link.c_str(), pfd, name.c_str()) != 0) return sys_error("create symlink");
-        if (opt_.chown) fchownat(pfd, name.c_str(), ie.uid, ie.gid, AT_SYMLINK_NOFOLLOW);
+        if (opt_.chown && (ie.uid != euid_ || ie.gid != egid_))
+          fchownat(pfd, name.c_str(), ie.uid, ie.gid, AT_SYMLINK_NOFOLLOW);
         struct timespec ts[2] = {{ie.mtime, 0}, {ie.mtime, 0}};
         utimensat(pfd, name.c_str(), ts, AT_SYMLINK_NOFOLLOW);
         break;
@@ -649,6 +732,7 @@ class EntryWriter {
     const void* buf;
     size_t len;
     la_int64_t off;
+    uint64_t end = 0;  // past the last byte written
     for (;;) {
       int r = archive_read_data_block(a, &buf, &len, &off);
       if (r == ARCHIVE_EOF) break;
@@ -664,9 +748,10 @@ class EntryWriter {
         off += n;
         len -= static_cast<size_t>(n);
       }
+      end = std::max<uint64_t>(end, static_cast<uint64_t>(off));
     }
     // Sparse files end in a hole: give the file its full size.
-    if (ftruncate(fd, static_cast<off_t>(size)) != 0) return sys_error("set file size");
+    if (end != size && ftruncate(fd, static_cast<off_t>(size)) != 0) return sys_error("set file size");
     return ok_status();
   }
 
@@ -675,7 +760,9 @@ class EntryWriter {
   Status finish_fd(int fd, const IndexEntry& ie, bool device) {
     bool chowned = false;
     if (opt_.chown) {
-      chowned = fchown(fd, ie.uid, ie.gid) == 0;
+      // What we create is ours (no parent is setgid while we unpack: directories
+      // get their modes last): skip a chown that would change nothing.
+      chowned = (ie.uid == euid_ && ie.gid == egid_) || fchown(fd, ie.uid, ie.gid) == 0;
       if (!chowned) chown_failed_ = true;
     }
     for (const auto& [n, v] : ie.xattrs) {
@@ -745,6 +832,8 @@ class EntryWriter {
 
   int root_;
   const UnpackOptions& opt_;
+  uid_t euid_;  // the owner of what we create
+  gid_t egid_;
   uint64_t entries_ = 0;
   bool chown_failed_ = false;
   std::vector<IndexEntry> index_;

@@ -1,10 +1,13 @@
 // Safe, streaming, verified layer unpacking.
 //
 // One pass over a layer blob does everything: the compressed bytes are hashed
-// (blob digest), decompressed (zlib or zstd, chosen by media type and confirmed
+// (blob digest), decompressed (gzip or zstd, chosen by media type and confirmed
 // by magic bytes), hashed again (diffID) and fed to libarchive's tar reader,
 // whose entries are written beneath the layer's diff/ directory. Nothing is
-// read twice and memory stays flat whatever the layer's size.
+// read twice and memory stays flat whatever the layer's size (a ring of 4 MiB).
+// Three threads share the work of one layer: a producer reads, hashes and
+// decompresses, a hasher computes the diffID, and the calling thread parses
+// the tar and writes the entries (unpack.cc says who owns what when).
 //
 // The written form is the one the kernel's overlayfs mounts without privilege
 // (userxattr mode): `.wh.NAME` becomes a 0:0 character device NAME,

@@ -3,16 +3,24 @@
 // in a read (down to one byte before the next member's magic), and a bad
 // CRC-32, a bad length, a truncated member or a damaged header are errors,
 // while zero padding after the last member is hashed but not unpacked.
+// Pipeline.*: the threads around the tar reader (producer, hasher, reader) on
+// layers bigger than their ring, a reader that stops early, and producer
+// errors arriving after the bytes before them.
 #include <archive.h>
 #include <archive_entry.h>
 #include <fcntl.h>
 #include <gtest/gtest.h>
 #include <stdlib.h>
+#include <sys/stat.h>
 #include <unistd.h>
 #include <zlib.h>
+#include <zstd.h>
 
+#include <atomic>
 #include <cstring>
+#include <fstream>
 #include <random>
+#include <sstream>
 #include <string>
 #include <vector>
 
@@ -173,6 +181,173 @@ TEST(Inflate, BadTrailersAndTruncationAreErrors) {
       auto r = unpack(c.blob, tar, max_read);
       EXPECT_FALSE(r.ok()) << c.what << ", reads up to " << max_read;
     }
+}
+
+// ---- the pipeline around the tar reader (producer, hasher and reader threads) ----
+
+// A tar of the named regular files, each `size` bytes of compressible text;
+// `contents` receives them in order.
+std::string make_named_tar(const std::vector<std::string>& names, size_t size, std::vector<std::string>* contents) {
+  std::string out;
+  archive* a = archive_write_new();
+  archive_write_set_format_pax_restricted(a);
+  archive_write_open(
+      a, &out, nullptr,
+      [](archive*, void* c, const void* b, size_t n) -> la_ssize_t {
+        static_cast<std::string*>(c)->append(static_cast<const char*>(b), n);
+        return static_cast<la_ssize_t>(n);
+      },
+      nullptr);
+  std::mt19937 rng(11);
+  for (const auto& name : names) {
+    std::string data;
+    while (data.size() < size) data += "row " + std::to_string(rng() % 100000) + " of " + name + "\n";
+    data.resize(size);
+    archive_entry* e = archive_entry_new();
+    archive_entry_set_pathname(e, name.c_str());
+    archive_entry_set_filetype(e, AE_IFREG);
+    archive_entry_set_perm(e, 0644);
+    archive_entry_set_size(e, static_cast<la_int64_t>(data.size()));
+    archive_write_header(a, e);
+    archive_write_data(a, data.data(), data.size());
+    archive_entry_free(e);
+    if (contents) contents->push_back(std::move(data));
+  }
+  archive_write_close(a);
+  archive_write_free(a);
+  return out;
+}
+
+std::vector<std::string> numbered(int n) {
+  std::vector<std::string> names;
+  for (int i = 0; i < n; ++i) names.push_back("big" + std::to_string(i));
+  return names;
+}
+
+std::string zstd_frame(const std::string& data) {
+  std::string out(ZSTD_compressBound(data.size()), '\0');
+  size_t n = ZSTD_compress(out.data(), out.size(), data.data(), data.size(), 3);
+  EXPECT_FALSE(ZSTD_isError(n));
+  out.resize(n);
+  return out;
+}
+
+std::string slurp(const std::string& path) {
+  std::ifstream f(path, std::ios::binary);
+  std::stringstream ss;
+  ss << f.rdbuf();
+  return ss.str();
+}
+
+Result<UnpackResult> unpack_into(const TempDir& d, const std::string& blob, Compression c, const std::string& tar,
+                                 size_t max_read, const UnpackOptions& opt = {}) {
+  ChoppyReader r(blob, max_read);
+  LayerDesc desc;
+  desc.compression = c;
+  desc.diff_id = sha256_digest(tar);
+  desc.blob_digest = sha256_digest(blob);
+  desc.size = static_cast<int64_t>(blob.size());
+  return unpack_layer(r, desc, d.fd.get(), opt);
+}
+
+// Many more bytes than the ring holds (4 chunks of 1 MiB): every compression,
+// reads of any size; the digests, sizes and every file's bytes come out whole.
+TEST(Pipeline, LayersLargerThanTheRingArriveWhole) {
+  std::vector<std::string> contents;
+  const std::string tar = make_named_tar(numbered(12), (1 << 20) + 333, &contents);
+  struct Case {
+    const char* what;
+    Compression c;
+    std::string blob;
+  };
+  std::vector<Case> cases = {{"gzip", Compression::Gzip, members(tar, 3)},
+                             {"zstd", Compression::Zstd, zstd_frame(tar)},
+                             {"uncompressed", Compression::None, tar}};
+  for (const auto& c : cases)
+    for (size_t max_read : {size_t{4093}, size_t{3} << 20}) {
+      TempDir d;
+      auto r = unpack_into(d, c.blob, c.c, tar, max_read);
+      ASSERT_TRUE(r.ok()) << c.what << ", reads up to " << max_read << ": " << r.error().describe();
+      EXPECT_EQ(r->tar_size, tar.size()) << c.what;
+      EXPECT_EQ(r->blob_size, c.blob.size()) << c.what;
+      EXPECT_EQ(r->blob_digest, sha256_digest(c.blob)) << c.what;
+      EXPECT_EQ(r->diff_id, sha256_digest(tar)) << c.what;
+      EXPECT_EQ(r->entries, 12u) << c.what;
+      for (size_t i = 0; i < contents.size(); ++i)
+        ASSERT_EQ(slurp(d.path + "/big" + std::to_string(i)), contents[i]) << c.what << ", file " << i;
+    }
+}
+
+// A bad entry at the start of a big layer: the reader stops while the
+// producer waits for a free slot. The error names the entry, the call returns
+// (no thread left waiting) and nothing escapes the layer directory.
+TEST(Pipeline, BadEntryWhileTheRingIsFullStopsCleanly) {
+  std::vector<std::string> names = {"../escape"};
+  for (const auto& n : numbered(10)) names.push_back(n);
+  const std::string tar = make_named_tar(names, 1 << 20, nullptr);
+  for (Compression c : {Compression::Gzip, Compression::None}) {
+    TempDir d;
+    auto r = unpack_into(d, c == Compression::Gzip ? members(tar, 1) : tar, c, tar, 1 << 16);
+    ASSERT_FALSE(r.ok());
+    EXPECT_NE(r.error().message.find("\"../escape\""), std::string::npos) << r.error().describe();
+    EXPECT_NE(r.error().message.find(".."), std::string::npos) << r.error().describe();
+    struct stat st;
+    EXPECT_NE(lstat((d.path + "/../escape").c_str(), &st), 0);
+  }
+}
+
+// Errors found by the producer after many chunks reach the reader after the
+// bytes before them: a truncated stream, the image's size budget and a
+// sibling layer's cancel each fail the unpack with their own message.
+TEST(Pipeline, ProducerErrorsArriveAfterTheBytesBeforeThem) {
+  constexpr size_t kFile = 256 << 10;  // a quarter of a chunk: a lost chunk would show
+  const std::string tar = make_named_tar(numbered(36), kFile, nullptr);
+  const std::string blob = members(tar, 1);
+  {
+    const std::string cut = blob.substr(0, blob.size() * 3 / 4);
+    // How much tar the cut blob still holds, and so the entry it ends in
+    // (each entry: a 512-byte header and its data).
+    z_stream z{};
+    ASSERT_EQ(inflateInit2(&z, 15 + 16), Z_OK);
+    std::string sink(tar.size(), '\0');
+    z.next_in = reinterpret_cast<Bytef*>(const_cast<char*>(cut.data()));
+    z.avail_in = static_cast<uInt>(cut.size());
+    z.next_out = reinterpret_cast<Bytef*>(sink.data());
+    z.avail_out = static_cast<uInt>(sink.size());
+    inflate(&z, Z_SYNC_FLUSH);
+    size_t whole = z.total_out;
+    inflateEnd(&z);
+    size_t k = whole / (512 + kFile);
+    TempDir d;
+    auto r = unpack_into(d, cut, Compression::Gzip, tar, 1 << 20);
+    ASSERT_FALSE(r.ok());
+    EXPECT_NE(r.error().message.find("truncated"), std::string::npos) << r.error().describe();
+    EXPECT_NE(r.error().message.find("entry \"big" + std::to_string(k) + "\""), std::string::npos)
+        << "the cut is in entry " << k << ": " << r.error().describe();
+    // Everything before the cut was written: the files before that entry are whole.
+    struct stat st;
+    ASSERT_EQ(stat((d.path + "/big" + std::to_string(k - 1)).c_str(), &st), 0);
+    EXPECT_EQ(static_cast<size_t>(st.st_size), kFile);
+  }
+  {
+    TempDir d;
+    std::atomic<uint64_t> image_bytes{0};
+    UnpackOptions opt;
+    opt.image_bytes = &image_bytes;
+    opt.limits.max_image_bytes = 5 << 20;
+    auto r = unpack_into(d, blob, Compression::Gzip, tar, 1 << 20, opt);
+    ASSERT_FALSE(r.ok());
+    EXPECT_NE(r.error().message.find("passes the limit"), std::string::npos) << r.error().describe();
+  }
+  {
+    TempDir d;
+    std::atomic<bool> cancel{true};
+    UnpackOptions opt;
+    opt.cancel = &cancel;
+    auto r = unpack_into(d, blob, Compression::Gzip, tar, 1 << 20, opt);
+    ASSERT_FALSE(r.ok());
+    EXPECT_NE(r.error().message.find("cancelled"), std::string::npos) << r.error().describe();
+  }
 }
 
 }  // namespace

@@ -656,11 +656,12 @@ int main(int argc, char** argv) {
   umask(077);
   // The namespace helper (scanner/session/namespace.h): a fresh process, before any thread exists.
   if (argc > 1 && std::string(argv[1]) == moat::kSessionArg) return moat::session_helper_main(argc, argv);
-  // With a subuid range (unless MOAT_USERNS_STORE=0), the whole command runs as root of the subuid user namespace (true owners on disk).
+  // With a subuid range (unless MOAT_USERNS_STORE=0), the whole command runs as root of the subuid user namespace
+  // (true owners on disk), entered by this process before any thread exists.
   // Not for an in-place scan of an unpacked tree: it reports the tree's owners
   // as the host sees them, which the namespace would show as nobody.
   if (!moat::is_in_place_scan(argc, argv))
-    if (auto rc = moat::maybe_reexec_in_userns(argc, argv)) return *rc;
+    if (auto rc = moat::maybe_enter_userns(argc, argv)) return *rc;
   try {
     return moat::run(argc, argv);
   } catch (const std::exception& e) {

@@ -177,14 +177,14 @@ class DigestMemo {
     std::vector<std::optional<std::string>> got(jobs.size());
     const size_t grain = std::max<size_t>(64, jobs.size() / 32);
     tbb::parallel_for(tbb::blocked_range<size_t>(0, jobs.size(), grain), [&](const tbb::blocked_range<size_t>& r) {
-      auto h = md5_files(r.size(), [&](size_t i) -> Result<Fd> {
+      auto h = md5_files(r.size(), [&](size_t i) -> Result<Md5Input> {
         const Job& j = jobs[r.begin() + i];
         const Fd& root = roots[j.layer];
         if (!root.valid()) return Error{"layer not open"};
         MOAT_ASSIGN_OR_RETURN(Fd fd, open_beneath(root.get(), j.path->substr(1), O_RDONLY | O_NOFOLLOW | O_NONBLOCK | O_NOCTTY));
         struct stat st;
         if (fstat(fd.get(), &st) != 0 || !S_ISREG(st.st_mode)) return Error{"not a regular file"};
-        return fd;
+        return Md5Input{std::move(fd), static_cast<uint64_t>(st.st_size)};
       });
       for (size_t i = 0; i < h.size(); ++i) got[r.begin() + i] = std::move(h[i]);
     });

@@ -170,18 +170,50 @@ class DigestMemo {
       if (keys.insert(k).second) jobs.push_back({std::move(k), &p, ve.layer, ve.entry.size});
     }
     if (jobs.empty()) return;
-    // Similar sizes side by side, so the lanes of one batch finish together.
-    std::sort(jobs.begin(), jobs.end(), [](const Job& a, const Job& b) { return a.size > b.size; });
+    // Large files first, largest first, so none starts last and runs alone in
+    // its lanes; then the small ones by layer and directory, so that each
+    // directory is opened once and each file by its name in it (a full path
+    // resolved beneath the layer root for each of 18,000 files was a third of
+    // these opens' cost). The lanes refill one by one, so mixed sizes do not
+    // hold each other up.
+    constexpr uint64_t kLarge = 1u << 20;
+    auto dir_of = [](const Job& j) { return std::string_view(*j.path).substr(0, j.path->rfind('/')); };
+    std::sort(jobs.begin(), jobs.end(), [&](const Job& a, const Job& b) {
+      const bool al = a.size >= kLarge, bl = b.size >= kLarge;
+      if (al != bl) return al;
+      if (al) return a.size > b.size;
+      if (a.layer != b.layer) return a.layer < b.layer;
+      if (int c = dir_of(a).compare(dir_of(b)); c != 0) return c < 0;
+      return a.size > b.size;
+    });
     std::vector<Fd> roots;
     for (size_t l = 0; l < view.layers(); ++l) roots.emplace_back(::open(view.diff_dir(l).c_str(), O_RDONLY | O_DIRECTORY | O_CLOEXEC));
     std::vector<std::optional<std::string>> got(jobs.size());
     const size_t grain = std::max<size_t>(64, jobs.size() / 32);
     tbb::parallel_for(tbb::blocked_range<size_t>(0, jobs.size(), grain), [&](const tbb::blocked_range<size_t>& r) {
+      // The directory of the last small file opened (O_PATH, beneath the layer root).
+      size_t dir_layer = SIZE_MAX;
+      std::string_view dir_path;
+      std::optional<Fd> dir_fd;
       auto h = md5_files(r.size(), [&](size_t i) -> Result<Md5Input> {
         const Job& j = jobs[r.begin() + i];
         const Fd& root = roots[j.layer];
         if (!root.valid()) return Error{"layer not open"};
-        MOAT_ASSIGN_OR_RETURN(Fd fd, open_beneath(root.get(), j.path->substr(1), O_RDONLY | O_NOFOLLOW | O_NONBLOCK | O_NOCTTY));
+        Result<Fd> opened = Error{"not opened"};
+        const std::string_view dir = dir_of(j);
+        if (j.size >= kLarge || dir.empty()) {
+          opened = open_beneath(root.get(), j.path->substr(1), O_RDONLY | O_NOFOLLOW | O_NONBLOCK | O_NOCTTY);
+        } else {
+          if (dir_layer != j.layer || dir_path != dir) {
+            dir_fd.reset();
+            dir_layer = j.layer;
+            dir_path = dir;
+            if (auto d = open_beneath(root.get(), std::string(dir.substr(1)), O_PATH | O_DIRECTORY)) dir_fd = std::move(d).value();
+          }
+          if (!dir_fd) return Error{"directory not open"};
+          opened = open_beneath(dir_fd->get(), j.path->substr(dir.size() + 1), O_RDONLY | O_NOFOLLOW | O_NONBLOCK | O_NOCTTY);
+        }
+        MOAT_ASSIGN_OR_RETURN(Fd fd, std::move(opened));
         struct stat st;
         if (fstat(fd.get(), &st) != 0 || !S_ISREG(st.st_mode)) return Error{"not a regular file"};
         return Md5Input{std::move(fd), static_cast<uint64_t>(st.st_size)};

@@ -455,12 +455,10 @@ Result<CheckRunResult> run_checks(const Store& store, const ImageRecord& img, co
   std::atomic<size_t> deleted_count{0};
   // (An in-place tree is one layer: nothing in it was removed.)
   for (size_t li = 0; li < img.layers.size() && !opt.checks.empty() && !opt.in_place_index; ++li) {
-    auto idx = store.layer_index(img.layers[li].diff_id);
-    if (!idx) return std::move(idx).error().context("layer " + std::to_string(li));
     const std::string diff = view.diff_dir(li);
     Fd root(::open(diff.c_str(), O_RDONLY | O_DIRECTORY | O_CLOEXEC));
     if (!root.valid()) return sys_error("open layer " + std::to_string(li));
-    const std::vector<IndexEntry>& entries = *idx;
+    const std::vector<IndexEntry>& entries = view.layer_index(li);  // as the view was built from it
     tbb::parallel_for(tbb::blocked_range<size_t>(0, entries.size(), 256), [&](const tbb::blocked_range<size_t>& r) {
       for (size_t k = r.begin(); k != r.end(); ++k) {
         const IndexEntry& e = entries[k];

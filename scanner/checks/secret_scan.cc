@@ -296,18 +296,13 @@ Result<std::vector<Finding>> secret_findings(const SecretScanContext& ctx, std::
     // view shows from this very layer, not as a hardlink, has exactly that
     // entry in the view (the last one at its path, as below), so the index
     // (a second parse of index.tsv) is read only for the other hits.
-    std::vector<IndexEntry> idx;
     std::unordered_map<std::string_view, const IndexEntry*> meta;
     bool idx_loaded = false;
     auto meta_of = [&](const std::string& path, const ViewEntry* ve) -> Result<const IndexEntry*> {
       if (ve && ve->layer == li && ve->hardlink_to.empty()) return &ve->entry;
-      if (!idx_loaded && ctx.in_place_index) {
-        idx = *ctx.in_place_index;
-      } else if (!idx_loaded) {
-        MOAT_ASSIGN_OR_RETURN(idx, ctx.store.layer_index(img.layers[li].diff_id));
-      }
       if (!idx_loaded) {
-        for (const auto& e : idx) meta[e.path] = &e;
+        // The view's own copy of the index: no second parse of index.tsv.
+        for (const auto& e : ctx.in_place_index ? *ctx.in_place_index : ctx.view.layer_index(li)) meta[e.path] = &e;
         idx_loaded = true;
       }
       auto m = meta.find(path);

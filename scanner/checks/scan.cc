@@ -375,15 +375,20 @@ Result<CheckRunResult> run_checks(const Store& store, const ImageRecord& img, co
   if (!opt.checks.empty()) phase("checking " + std::to_string(view.entries().size()) + " entries");
   CheckContext ctx{policy, identity, packages, distro, CheckSelection::of(opt.checks)};
   Sinks sinks;
-  DigestMemo memo(view);
-  if (!opt.checks.empty() && ctx.selection.has("integrity-mismatch")) memo.prefill_md5(view, packages);
+  // What only the registry checks use is not built for a secrets-only scan
+  // (--checks secret): the digest memo goes over every entry of the view.
+  auto memo = opt.checks.empty() ? nullptr : std::make_shared<DigestMemo>(view);
+  if (memo && ctx.selection.has("integrity-mismatch")) memo->prefill_md5(view, packages);
 
   // The merged tree. `order` is the view in path order, for marking what the walk saw.
   std::vector<std::pair<const std::string*, const ViewEntry*>> order;
-  order.reserve(view.entries().size());
-  for (const auto& [p, ve] : view.entries()) order.emplace_back(&p, &ve);
-  std::unique_ptr<std::atomic<bool>[]> seen(new std::atomic<bool>[order.size()]);
-  for (size_t i = 0; i < order.size(); ++i) seen[i] = false;
+  std::unique_ptr<std::atomic<bool>[]> seen;
+  if (memo) {
+    order.reserve(view.entries().size());
+    for (const auto& [p, ve] : view.entries()) order.emplace_back(&p, &ve);
+    seen.reset(new std::atomic<bool>[order.size()]);
+    for (size_t i = 0; i < order.size(); ++i) seen[i] = false;
+  }
   auto index_of = [&](const std::string& p) -> size_t {
     auto it = std::lower_bound(order.begin(), order.end(), p,
                                [](const auto& a, const std::string& b) { return *a.first < b; });
@@ -423,8 +428,8 @@ Result<CheckRunResult> run_checks(const Store& store, const ImageRecord& img, co
         if (fd < 0) return sys_error("open");
         return Fd(fd);
       });
-      sinks.check(ctx, make_view(meta, layer_ref(img, ve.layer), false, regular ? &content : nullptr, &memo,
-                                 memo.view_key(ve, we.path)));
+      sinks.check(ctx, make_view(meta, layer_ref(img, ve.layer), false, regular ? &content : nullptr, memo.get(),
+                                 memo->view_key(ve, we.path)));
     }, 4096, WalkStat::TypeOnly);  // owner and mode come from the indexes (walk.h)
     // A directory the caller cannot list (mode 0000 without a subuid range) is
     // not a gap: its entries are checked from the view below, and a check that
@@ -444,7 +449,7 @@ Result<CheckRunResult> run_checks(const Store& store, const ImageRecord& img, co
       const ViewEntry& ve = *order[i].second;
       IndexEntry meta = meta_at(ve, path);
       LazyContent content([&view, &path]() { return view.open(path, O_RDONLY | O_NONBLOCK | O_NOCTTY); });
-      sinks.check(ctx, make_view(meta, layer_ref(img, ve.layer), false, &content, &memo, memo.view_key(ve, path)));
+      sinks.check(ctx, make_view(meta, layer_ref(img, ve.layer), false, &content, memo.get(), memo->view_key(ve, path)));
     }
   });
   if (opt.verbose && mount.session && unreached)
@@ -479,7 +484,7 @@ Result<CheckRunResult> run_checks(const Store& store, const ImageRecord& img, co
     if (sinks.failed) break;
   }
   if (sinks.first_error) return *sinks.first_error;
-  out.entries = order.size() + deleted_count.load();
+  out.entries = view.entries().size() + deleted_count.load();
 
   VectorSink all;
   for (auto& s : sinks.local) all.merge(std::move(s));
@@ -501,6 +506,13 @@ Result<CheckRunResult> run_checks(const Store& store, const ImageRecord& img, co
   merge_key_file_findings(out.findings);  // a baked-in SSH key: one finding (scanner/checks/secret_context.h)
   sort_findings(out.findings);
   std::sort(out.errors.begin(), out.errors.end());
+  struct Retained {
+    PackageDb packages;
+    std::shared_ptr<DigestMemo> memo;
+    std::vector<std::pair<const std::string*, const ViewEntry*>> order;
+    std::unique_ptr<std::atomic<bool>[]> seen;
+  };
+  out.retained = std::make_shared<Retained>(Retained{std::move(packages), std::move(memo), std::move(order), std::move(seen)});
   return out;
 }
 

@@ -36,20 +36,18 @@ constexpr const char* kFix =
     "Revoke and rotate the credential now, then rebuild without it: pass build-time secrets with "
     "`RUN --mount=type=secret` (never ARG, ENV or COPY) and runtime secrets through the orchestrator.";
 
-std::string cache_name(const secrets::SecretScanner& scanner) {
-  std::string v = scanner.rules().version();  // "sha256:<hex>"
-  return "secrets-" + v.substr(v.find(':') + 1, 16) + ".json";
+std::string cache_name(const std::string& version) {  // version: "sha256:<hex>"
+  return "secrets-" + version.substr(version.find(':') + 1, 16) + ".json";
 }
 
-std::optional<LayerSecrets> load_cache(const Store& store, const std::string& diff_id,
-                                       const secrets::SecretScanner& scanner) {
+std::optional<LayerSecrets> load_cache(const Store& store, const std::string& diff_id, const std::string& version) {
   Fd dir(::open(store.layer_dir(diff_id).c_str(), O_RDONLY | O_DIRECTORY | O_CLOEXEC));
   if (!dir.valid()) return std::nullopt;
-  auto text = read_file_beneath(dir.get(), cache_name(scanner), 1u << 30);
+  auto text = read_file_beneath(dir.get(), cache_name(version), 1u << 30);
   if (!text) return std::nullopt;
   json j = json::parse(*text, nullptr, false);
   if (j.is_discarded() || !j.is_object() || j.value("schema", "") != kCacheSchema ||
-      j.value("diff_id", "") != diff_id || j.value("rules_version", "") != scanner.rules().version())
+      j.value("diff_id", "") != diff_id || j.value("rules_version", "") != version)
     return std::nullopt;
   try {
     LayerSecrets out;
@@ -76,12 +74,11 @@ std::optional<LayerSecrets> load_cache(const Store& store, const std::string& di
 
 // Best effort: a store we cannot write (read-only, another user's layer
 // directory) only costs a rescan next time.
-void save_cache(const Store& store, const std::string& diff_id, const secrets::SecretScanner& scanner,
-                const LayerSecrets& s) {
+void save_cache(const Store& store, const std::string& diff_id, const std::string& version, const LayerSecrets& s) {
   json j;
   j["schema"] = kCacheSchema;
   j["diff_id"] = diff_id;
-  j["rules_version"] = scanner.rules().version();
+  j["rules_version"] = version;
   j["files"] = s.files;
   j["bytes"] = s.bytes;
   j["hits"] = json::array();
@@ -92,7 +89,7 @@ void save_cache(const Store& store, const std::string& diff_id, const secrets::S
   for (const auto& e : s.errors) j["errors"].push_back(escape_field(e));
   Fd dir(::open(store.layer_dir(diff_id).c_str(), O_RDONLY | O_DIRECTORY | O_CLOEXEC));
   if (!dir.valid()) return;
-  const std::string name = cache_name(scanner);
+  const std::string name = cache_name(version);
   if (!write_file_atomic(dir.get(), name, j.dump() + "\n", 0600).ok()) return;
   // One cache per layer: results of other rule sets (an older moat, other
   // --rules) go, so a store does not grow with every rule change.
@@ -136,19 +133,20 @@ Finding make_secret_finding(const secrets::SecretRule* rule, const std::string& 
 }  // namespace
 
 Result<LayerSecrets> scan_layer_secrets(const Store& store, const std::string& diff_id,
-                                        const secrets::SecretScanner& scanner) {
-  if (auto c = load_cache(store, diff_id, scanner)) return std::move(*c);
+                                        const secrets::SecretScanner& scanner, const std::string* rules_version) {
+  const std::string version = rules_version ? *rules_version : scanner.rules().version();
+  if (auto c = load_cache(store, diff_id, version)) return std::move(*c);
   MOAT_ASSIGN_OR_RETURN(std::vector<IndexEntry> idx, store.layer_index(diff_id));
   Fd root(::open(store.diff_dir(diff_id).c_str(), O_RDONLY | O_DIRECTORY | O_CLOEXEC));
   if (!root.valid()) return sys_error("open layer " + diff_id);
   MOAT_ASSIGN_OR_RETURN(LayerSecrets out, scan_tree_secrets(root.get(), idx, scanner));
-  save_cache(store, diff_id, scanner, out);
+  save_cache(store, diff_id, version, out);
   return out;
 }
 
 void save_layer_secrets(const Store& store, const std::string& diff_id, const secrets::SecretScanner& scanner,
-                        const LayerSecrets& s) {
-  save_cache(store, diff_id, scanner, s);
+                        const LayerSecrets& s, const std::string* rules_version) {
+  save_cache(store, diff_id, rules_version ? *rules_version : scanner.rules().version(), s);
 }
 
 std::vector<const IndexEntry*> secret_scan_files(const std::vector<IndexEntry>& idx) {
@@ -272,6 +270,7 @@ Result<LayerSecrets> scan_tree_secrets(int root_fd, const std::vector<IndexEntry
 Result<std::vector<Finding>> secret_findings(const SecretScanContext& ctx, std::vector<std::string>& errors) {
   const ImageRecord& img = ctx.img;
   std::vector<std::optional<Result<LayerSecrets>>> per_layer(img.layers.size());
+  const std::string version = ctx.scanner.rules().version();  // once, not per layer (secret_scan.h)
   tbb::parallel_for(size_t{0}, img.layers.size(), [&](size_t i) {
     if (ctx.in_place_index) {
       Fd root(::open(ctx.view.diff_dir(i).c_str(), O_RDONLY | O_DIRECTORY | O_CLOEXEC));
@@ -279,7 +278,7 @@ Result<std::vector<Finding>> secret_findings(const SecretScanContext& ctx, std::
                                   : Result<LayerSecrets>(sys_error("open " + ctx.view.diff_dir(i)));
       return;
     }
-    per_layer[i] = scan_layer_secrets(ctx.store, img.layers[i].diff_id, ctx.scanner);
+    per_layer[i] = scan_layer_secrets(ctx.store, img.layers[i].diff_id, ctx.scanner, &version);
   });
   auto rules = rules_by_id(ctx.scanner);
   std::vector<Finding> out;
@@ -297,18 +296,13 @@ Result<std::vector<Finding>> secret_findings(const SecretScanContext& ctx, std::
     // view shows from this very layer, not as a hardlink, has exactly that
     // entry in the view (the last one at its path, as below), so the index
     // (a second parse of index.tsv) is read only for the other hits.
-    std::vector<IndexEntry> idx;
     std::unordered_map<std::string_view, const IndexEntry*> meta;
     bool idx_loaded = false;
     auto meta_of = [&](const std::string& path, const ViewEntry* ve) -> Result<const IndexEntry*> {
       if (ve && ve->layer == li && ve->hardlink_to.empty()) return &ve->entry;
-      if (!idx_loaded && ctx.in_place_index) {
-        idx = *ctx.in_place_index;
-      } else if (!idx_loaded) {
-        MOAT_ASSIGN_OR_RETURN(idx, ctx.store.layer_index(img.layers[li].diff_id));
-      }
       if (!idx_loaded) {
-        for (const auto& e : idx) meta[e.path] = &e;
+        // The view's own copy of the index: no second parse of index.tsv.
+        for (const auto& e : ctx.in_place_index ? *ctx.in_place_index : ctx.view.layer_index(li)) meta[e.path] = &e;
         idx_loaded = true;
       }
       auto m = meta.find(path);

@@ -281,16 +281,25 @@ std::vector<std::optional<std::string>> run(size_t count, Src& src, bool force_s
 struct FileSrc {
   const Md5Opener& open;
   Fd fds[16];
+  uint64_t size[16], got[16];
+  bool ended[16];
   bool start(size_t lane, size_t job) {
-    auto fd = open(job);
-    if (!fd) return false;
-    fds[lane] = std::move(fd).value();
+    auto in = open(job);
+    if (!in) return false;
+    fds[lane] = std::move(in->fd);
+    size[lane] = in->size;
+    got[lane] = 0;
+    ended[lane] = false;
     return true;
   }
   ssize_t read(size_t lane, char* p, size_t n) {
+    if (ended[lane]) return 0;
     ssize_t r;
     do r = ::read(fds[lane].get(), p, n);
     while (r < 0 && errno == EINTR);
+    if (r > 0) got[lane] += static_cast<uint64_t>(r);
+    // Short at the fstat size: the end (a file still growing gave a full read).
+    if (r >= 0 && static_cast<size_t>(r) < n && got[lane] == size[lane]) ended[lane] = true;
     return r;
   }
   void stop(size_t lane) { fds[lane] = Fd(); }

@@ -26,8 +26,15 @@
 
 namespace moat {
 
-// Opens the i-th file for reading (a regular file: the caller checks).
-using Md5Opener = std::function<Result<Fd>(size_t i)>;
+// The i-th file, opened for reading (a regular file: the caller checks),
+// and its size from the caller's fstat: a read that stops short at that size
+// is the last, so a small file takes one read() instead of two (UINT64_MAX:
+// unknown, read to the empty read at the end).
+struct Md5Input {
+  Fd fd;
+  uint64_t size = UINT64_MAX;
+};
+using Md5Opener = std::function<Result<Md5Input>(size_t i)>;
 
 // The lowercase hex MD5 of each of `count` files, nullopt for a file that
 // could not be opened or read (the caller then reads it its own way and

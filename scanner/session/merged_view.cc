@@ -113,6 +113,7 @@ Result<MergedView> MergedView::from_layers(std::vector<std::vector<IndexEntry>> 
   v.diff_dirs_ = std::move(diff_dirs);
   v.max_entries_ = max_entries;
   for (size_t i = 0; i < indexes.size(); ++i) MOAT_TRY(v.apply_layer(i, indexes[i]));
+  v.indexes_ = std::move(indexes);
   if (v.entries_.find("/") == v.entries_.end()) {
     ViewEntry root;
     root.entry.path = "/";

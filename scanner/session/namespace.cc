@@ -313,6 +313,30 @@ Status run_map_tool(const std::string& tool, pid_t pid, const std::vector<IdRang
   return ok_status();
 }
 
+// The session's mounts, in the calling process's mount namespace (which must
+// be moat's own): a private tmpfs on `target`, the read-only overlay of the
+// layers on target/merged. Returns target/merged.
+Result<std::string> mount_session_tree(const std::vector<std::string>& lowers_top_first, const std::string& target,
+                                       std::string* method) {
+  const char* seam = deny_seam();
+  // Private first: nothing mounted below may propagate back to the host.
+  if (mount(nullptr, "/", nullptr, MS_REC | MS_PRIVATE, nullptr) != 0) return sys_error("make / private");
+  if (target.empty() || target[0] != '/') return Error{"session: bad target"};
+  if (mount("tmpfs", target.c_str(), "tmpfs", MS_NOSUID | MS_NODEV | MS_NOEXEC, "mode=0700,size=1m") != 0)
+    return sys_error("mount a private tmpfs on " + target);
+  std::string merged = target + "/merged";
+  if (mkdir(merged.c_str(), 0755) != 0) return sys_error("create " + merged);
+  if (seam && std::strcmp(seam, "mount") == 0) return Error{"mount overlay [simulated by MOAT_TEST_DENY_USERNS]", EACCES};
+  OverlayPlan plan;
+  plan.lowers_top_first = lowers_top_first;
+  plan.scratch = target;
+  plan.target = merged;
+  const char* legacy = getenv("MOAT_TEST_LEGACY_MOUNT");
+  plan.force_legacy = legacy && std::strcmp(legacy, "1") == 0;
+  MOAT_ASSIGN_OR_RETURN(*method, mount_overlay(plan));
+  return merged;
+}
+
 int exit_status_of(int status) {
   if (WIFEXITED(status)) return WEXITSTATUS(status);
   if (WIFSIGNALED(status)) return 128 + WTERMSIG(status);
@@ -325,7 +349,7 @@ int exit_status_of(int status) {
 
 Session::Session(Session&& o) noexcept
     : pid_(std::exchange(o.pid_, -1)), sock_(std::move(o.sock_)), root_fd_(std::move(o.root_fd_)),
-      ready_(std::move(o.ready_)) {}
+      ready_(std::move(o.ready_)), mounted_here_(std::exchange(o.mounted_here_, {})) {}
 
 Session& Session::operator=(Session&& o) noexcept {
   if (this != &o) {
@@ -334,6 +358,7 @@ Session& Session::operator=(Session&& o) noexcept {
     sock_ = std::move(o.sock_);
     root_fd_ = std::move(o.root_fd_);
     ready_ = std::move(o.ready_);
+    mounted_here_ = std::exchange(o.mounted_here_, {});
   }
   return *this;
 }
@@ -343,6 +368,12 @@ Session::~Session() { end(); }
 void Session::end() {
   root_fd_.reset();
   sock_.reset();
+  if (!mounted_here_.empty()) {
+    // The tmpfs with the overlay on it, both at once (a lazy unmount takes the
+    // subtree; a descriptor still open below it keeps only its own file).
+    umount2(mounted_here_.c_str(), MNT_DETACH);
+    mounted_here_.clear();
+  }
   if (pid_ > 0) {
     kill(pid_, SIGKILL);
     while (waitpid(pid_, nullptr, 0) < 0 && errno == EINTR) {
@@ -352,6 +383,10 @@ void Session::end() {
 }
 
 Result<int> Session::wait() {
+  if (!mounted_here_.empty()) {
+    end();
+    return 0;
+  }
   root_fd_.reset();
   sock_.reset();  // a no-command helper waits for this EOF, then exits 0
   if (pid_ <= 0) return Error{"session: no helper to wait for"};
@@ -372,7 +407,38 @@ Result<int> Session::wait() {
   return exit_status_of(status);
 }
 
+Result<Session> Session::start_here(const SessionSpec& spec) {
+  std::vector<std::string> lowers(spec.lowers.rbegin(), spec.lowers.rend());
+  Session s;
+  auto merged = mount_session_tree(lowers, spec.target, &s.ready_.method);
+  if (!merged) {
+    Error e = std::move(merged).error();
+    if (e.hint.empty()) e.hint = hint_for("mount", e.sys_errno);
+    // What is mounted already goes with the namespace's last process; detach it now all the same.
+    umount2(spec.target.c_str(), MNT_DETACH);
+    return e;
+  }
+  s.mounted_here_ = spec.target;
+  s.ready_.root = *merged;
+  s.ready_.id_mapping = "subuid";
+  s.root_fd_ = Fd(::open(merged->c_str(), O_RDONLY | O_DIRECTORY | O_CLOEXEC));
+  if (!s.root_fd_.valid()) return sys_error("open the merged root " + *merged);
+  if (spec.verbose) {
+    int entries = 0;
+    if (DIR* d = fdopendir(::openat(s.root_fd_.get(), ".", O_RDONLY | O_DIRECTORY | O_CLOEXEC))) {
+      while (dirent* e = readdir(d))
+        if (std::strcmp(e->d_name, ".") != 0 && std::strcmp(e->d_name, "..") != 0) ++entries;
+      closedir(d);
+    }
+    s.ready_.root_entries = entries;
+  }
+  return s;
+}
+
 Result<Session> Session::start(const SessionSpec& spec) {
+  // Already root of moat's namespace, with a mount namespace of its own: no
+  // helper needed to mount (namespace.h).
+  if (spec.argv.empty() && in_moat_userns()) return start_here(spec);
   IdMapPlan plan = plan_id_mapping();
   int sv[2];
   if (socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, sv) != 0) return sys_error("socketpair");
@@ -397,8 +463,7 @@ Result<Session> Session::start(const SessionSpec& spec) {
   theirs.reset();
   s.sock_ = std::move(mine);
 
-  json req{{"lowers", json::array()}, {"target", spec.target}, {"argv", spec.argv}, {"verbose", spec.verbose},
-           {"mount", spec.mount}};
+  json req{{"lowers", json::array()}, {"target", spec.target}, {"argv", spec.argv}, {"verbose", spec.verbose}};
   for (auto it = spec.lowers.rbegin(); it != spec.lowers.rend(); ++it) req["lowers"].push_back(*it);
   MOAT_TRY(send_line(s.sock_.get(), req));
 
@@ -481,26 +546,8 @@ Result<std::string> helper_setup(int sock, const json& req, std::string* method,
     if (setresuid(0, 0, 0) != 0) return sys_error("setresuid(0) in the namespace");
   }
 
-  if (!req.value("mount", true)) return std::string();  // user namespace only (maybe_reexec_in_userns)
-
   *stage = "mount";
-  // Private first: nothing mounted below may propagate back to the host.
-  if (mount(nullptr, "/", nullptr, MS_REC | MS_PRIVATE, nullptr) != 0) return sys_error("make / private");
-  std::string target = req.value("target", "");
-  if (target.empty() || target[0] != '/') return Error{"session: bad target"};
-  if (mount("tmpfs", target.c_str(), "tmpfs", MS_NOSUID | MS_NODEV | MS_NOEXEC, "mode=0700,size=1m") != 0)
-    return sys_error("mount a private tmpfs on " + target);
-  std::string merged = target + "/merged";
-  if (mkdir(merged.c_str(), 0755) != 0) return sys_error("create " + merged);
-  if (deny == "mount") return Error{"mount overlay [simulated by MOAT_TEST_DENY_USERNS]", EACCES};
-  OverlayPlan plan;
-  plan.lowers_top_first = req.value("lowers", std::vector<std::string>{});
-  plan.scratch = target;
-  plan.target = merged;
-  const char* legacy = getenv("MOAT_TEST_LEGACY_MOUNT");
-  plan.force_legacy = legacy && std::strcmp(legacy, "1") == 0;
-  MOAT_ASSIGN_OR_RETURN(*method, mount_overlay(plan));
-  return merged;
+  return mount_session_tree(req.value("lowers", std::vector<std::string>{}), req.value("target", ""), method);
 }
 
 }  // namespace
@@ -552,15 +599,11 @@ int session_helper_main(int argc, char** argv) {
     }
     return 0;
   }
-  if (root->empty()) {
-    setenv("MOAT_IN_USERNS", "subuid", 1);  // the re-executed moat knows where it runs
-  } else {
-    if (chdir(root->c_str()) != 0) {
-      std::perror("moat: chdir to the merged root");
-      return 2;
-    }
-    setenv("MOAT_ROOT", root->c_str(), 1);
+  if (chdir(root->c_str()) != 0) {
+    std::perror("moat: chdir to the merged root");
+    return 2;
   }
+  setenv("MOAT_ROOT", root->c_str(), 1);
   std::vector<char*> av;
   for (auto& a : args) av.push_back(a.data());
   av.push_back(nullptr);
@@ -571,7 +614,90 @@ int session_helper_main(int argc, char** argv) {
   return errno == ENOENT ? 127 : 126;
 }
 
-std::optional<int> maybe_reexec_in_userns(int argc, char** argv) {
+namespace {
+
+// Makes this (single-threaded) process root of a new user namespace with the
+// subuid mapping `plan`, and of a mount namespace of its own. `unshared` is
+// set once there is no way back (the process is in the new namespace).
+Status enter_subuid_userns(const IdMapPlan& plan, bool* unshared) {
+  *unshared = false;
+  std::string deny = deny_seam() ? deny_seam() : "";
+  if (deny == "1" || deny == "unshare")
+    return Error{"unshare(CLONE_NEWUSER) [simulated by MOAT_TEST_DENY_USERNS]", EPERM, hint_for("unshare", EPERM)};
+  if (deny == "idmap")
+    return Error{"write /proc/self/uid_map [simulated by MOAT_TEST_DENY_USERNS]", EPERM, hint_for("idmap", EPERM)};
+  // newuidmap/newgidmap must run in the parent namespace: a child forked
+  // now stays there and maps this process once it has unshared. (Forked from
+  // a single-threaded process, the child may do anything.)
+  int go[2], done[2];
+  if (pipe2(go, O_CLOEXEC) != 0) return sys_error("pipe");
+  Fd go_r(go[0]), go_w(go[1]);
+  if (pipe2(done, O_CLOEXEC) != 0) return sys_error("pipe");
+  Fd done_r(done[0]), done_w(done[1]);
+  const pid_t self = getpid();
+  const pid_t child = fork();
+  if (child < 0) return sys_error("fork the id mapper");
+  if (child == 0) {
+    prctl(PR_SET_PDEATHSIG, SIGKILL);
+    if (getppid() != self) _exit(2);
+    go_w.reset();
+    done_r.reset();
+    char c;
+    ssize_t n;
+    while ((n = read(go_r.get(), &c, 1)) < 0 && errno == EINTR) {
+    }
+    if (n != 1) _exit(0);  // the parent could not unshare: nothing to map
+    Status st = run_map_tool("newuidmap", self, plan.uids);
+    if (st) st = run_map_tool("newgidmap", self, plan.gids);
+    char r = st ? 'y' : 'n';
+    while (write(done_w.get(), &r, 1) < 0 && errno == EINTR) {
+    }
+    _exit(0);
+  }
+  go_r.reset();
+  done_w.reset();
+  auto reap = [&] {
+    while (waitpid(child, nullptr, 0) < 0 && errno == EINTR) {
+    }
+  };
+  if (unshare(CLONE_NEWUSER | CLONE_NEWNS) != 0) {
+    Error e = sys_error("unshare(CLONE_NEWUSER|CLONE_NEWNS)");
+    e.hint = hint_for("unshare", e.sys_errno);
+    go_w.reset();  // EOF: the child exits
+    reap();
+    return e;
+  }
+  *unshared = true;
+  char c = 'g', r = 'n';
+  while (write(go_w.get(), &c, 1) < 0 && errno == EINTR) {
+  }
+  ssize_t n;
+  while ((n = read(done_r.get(), &r, 1)) < 0 && errno == EINTR) {
+  }
+  reap();
+  if (n != 1 || r != 'y') {
+    // newuidmap wrote nothing it could not finish: map the caller alone, as a
+    // session helper does (bubblewrap's order: uid_map, setgroups, gid_map).
+    Status m = write_proc("/proc/self/uid_map", "0 " + std::to_string(getuid()) + " 1\n");
+    if (m) m = write_proc("/proc/self/setgroups", "deny");
+    if (m) m = write_proc("/proc/self/gid_map", "0 " + std::to_string(getgid()) + " 1\n");
+    if (!m) {
+      Error e = m.error();
+      if (e.hint.empty()) e.hint = hint_for("idmap", e.sys_errno);
+      return e;
+    }
+  }
+  // Root of the namespace for real, saved and effective ids.
+  if (setresgid(0, 0, 0) != 0) return sys_error("setresgid(0) in the namespace");
+  if (r == 'y' && setgroups(0, nullptr) != 0) return sys_error("setgroups in the namespace");
+  if (setresuid(0, 0, 0) != 0) return sys_error("setresuid(0) in the namespace");
+  setenv("MOAT_IN_USERNS", "subuid", 1);  // this process and what it runs know where they are
+  return ok_status();
+}
+
+}  // namespace
+
+std::optional<int> maybe_enter_userns(int argc, char** argv) {
   // The default for a user with a subuid range, as rootless podman keeps its
   // storage; MOAT_USERNS_STORE=0 keeps the store in the caller's own ids
   // (owners then live in the index and override_stat only), =1 insists and
@@ -592,23 +718,14 @@ std::optional<int> maybe_reexec_in_userns(int argc, char** argv) {
     if (forced) std::fprintf(stderr, "moat: MOAT_USERNS_STORE ignored: %s\n", plan.why.c_str());
     return std::nullopt;
   }
-  SessionSpec spec;
-  spec.mount = false;
-  spec.argv = {"/proc/self/exe"};
-  for (int i = 1; i < argc; ++i) spec.argv.emplace_back(argv[i]);
-  auto s = Session::start(spec);
-  if (!s && !forced) return std::nullopt;  // no user namespace here: carry on in the caller's ids
-  if (!s) {
-    std::fprintf(stderr, "moat: error: MOAT_USERNS_STORE: %s\n", s.error().describe().c_str());
-    if (!s.error().hint.empty()) std::fprintf(stderr, "moat: hint: %s\n", s.error().hint.c_str());
-    return 2;
-  }
-  auto rc = s->wait();
-  if (!rc) {
-    std::fprintf(stderr, "moat: error: %s\n", rc.error().describe().c_str());
-    return 2;
-  }
-  return *rc;
+  bool unshared = false;
+  Status st = enter_subuid_userns(plan, &unshared);
+  if (st) return std::nullopt;  // root of the namespace: the command runs right here
+  // No user namespace here: carry on in the caller's ids (not once inside one).
+  if (!forced && !unshared) return std::nullopt;
+  std::fprintf(stderr, "moat: error: MOAT_USERNS_STORE: %s\n", st.error().describe().c_str());
+  if (!st.error().hint.empty()) std::fprintf(stderr, "moat: hint: %s\n", st.error().hint.c_str());
+  return 2;
 }
 
 Result<int> run_command_in(const std::string& dir, const std::vector<std::string>& argv) {

@@ -1,6 +1,10 @@
 #include "scanner/image/packages.h"
 #include "scanner/image/packages_md5.h"
 
+#include <fcntl.h>
+#include <unistd.h>
+
+#include <cstdio>
 #include <gtest/gtest.h>
 
 #include <map>
@@ -223,6 +227,44 @@ TEST(PackagesMd5, MatchesOpenSslOnManySizes) {
     EXPECT_EQ(md5_buffers_for_test(data, piece, /*force_scalar=*/true), want) << "scalar, piece " << piece;
   }
   if (!md5_files_multi_buffer()) GTEST_SKIP() << "no AVX-512 here: only the scalar form was tested";
+}
+
+// md5_files() from real files, with the fstat size as the end (one read()
+// for a small file), with no size, and with a size the file has outgrown
+// since (the hint must not cut it short).
+TEST(PackagesMd5, FilesWithSizeHints) {
+  char tmpl[] = "/tmp/moat-md5-files-XXXXXX";
+  ASSERT_NE(mkdtemp(tmpl), nullptr);
+  const std::string dir = tmpl;
+  std::vector<std::string> data;
+  uint32_t x = 777;
+  for (size_t n : {0u, 1u, 63u, 64u, 65u, 4096u, 65535u, 65536u, 65537u, 131072u, 200000u}) {
+    std::string s(n, '\0');
+    for (auto& c : s) c = static_cast<char>((x = x * 1103515245u + 12345u) >> 24);
+    data.push_back(std::move(s));
+  }
+  std::vector<std::string> names;
+  for (size_t i = 0; i < data.size(); ++i) {
+    names.push_back(dir + "/f" + std::to_string(i));
+    FILE* f = std::fopen(names.back().c_str(), "wb");
+    ASSERT_NE(f, nullptr);
+    ASSERT_EQ(std::fwrite(data[i].data(), 1, data[i].size(), f), data[i].size());
+    std::fclose(f);
+  }
+  std::vector<std::optional<std::string>> want;
+  for (const auto& d : data) want.emplace_back(digest_hex(DigestAlgo::Md5, d));
+  enum Hint { kExact, kNone, kStale };
+  for (Hint hint : {kExact, kNone, kStale}) {
+    auto got = md5_files(data.size(), [&](size_t i) -> Result<Md5Input> {
+      Fd fd(::open(names[i].c_str(), O_RDONLY | O_CLOEXEC));
+      if (!fd.valid()) return Error{"open"};
+      uint64_t n = data[i].size();
+      return Md5Input{std::move(fd), hint == kExact ? n : hint == kNone ? UINT64_MAX : n / 2};
+    });
+    EXPECT_EQ(got, want) << "hint " << hint;
+  }
+  for (const auto& n : names) ::unlink(n.c_str());
+  ::rmdir(dir.c_str());
 }
 
 }  // namespace

@@ -15,7 +15,7 @@
 //
 // Rootless stores belong to the user's subordinate ids: moat reads them as
 // root of a user namespace with podman's mapping (scanner/session/namespace.h's
-// maybe_reexec_in_userns runs every store command that way). Real root never
+// maybe_enter_userns runs every store command that way). Real root never
 // reads a store that belongs to another user.
 #pragma once
 

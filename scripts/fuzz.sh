@@ -101,6 +101,16 @@ if [[ ! -f $B/corpus/.stamp || $(cat "$B/corpus/.stamp") != "$stamp" ]]; then
 fi
 
 # ---- run ----
+# An input that timed out is a hang only if it times out again: replayed up
+# to three times, each in a process of its own (a starved or paused run can
+# miss the wall-clock limit once; a hang misses it every time).
+replays_in_time() {
+  local i
+  for i in 1 2 3; do
+    (cd "$B" && "$B/tests/fuzz/fuzz_$1" -runs=1 -timeout="$TIMEOUT" "$2") >/dev/null 2>&1 && return 0
+  done
+  return 1
+}
 mkdir -p "$B/logs" "$B/dict"
 fuzz_one() {
   local t=$1 secs=$2
@@ -150,7 +160,7 @@ fuzz_one() {
     ((MAX_EXECS > 0 && execs >= MAX_EXECS)) && left=0
     art=$(ls "$crashes" | sort | comm -13 "$B/logs/$t.before" - | head -1)
     [[ $rc -eq 0 && -z $art ]] && continue
-    if [[ $art == timeout-* || $art == slow-unit-* ]] && (cd "$B" && "$B/tests/fuzz/fuzz_$t" -runs=3 -timeout="$TIMEOUT" "$crashes/$art") >/dev/null 2>&1; then
+    if [[ $art == timeout-* || $art == slow-unit-* ]] && replays_in_time "$t" "$crashes/$art"; then
       mkdir -p "$crashes/unreproduced"
       mv "$crashes/$art" "$crashes/unreproduced/"
       echo "note $t: $art took over ${TIMEOUT} s once but not when replayed (machine load): kept in $crashes/unreproduced/"
@@ -167,6 +177,6 @@ fuzz_one() {
     echo "ok   $t: ${execs} executions in $((SECONDS - start)) s, corpus $(ls "$work" | wc -l) inputs"
   fi
 }
-export -f fuzz_one dict_of
+export -f fuzz_one dict_of replays_in_time
 export B ROOT TIMEOUT RSS CLOCK MAX_EXECS NICE SEED
 printf '%s\n' "${run[@]}" | xargs -P "$JOBS" -I{} bash -c 'fuzz_one "$1" "$2"' _ {} "$seconds"

@@ -77,9 +77,12 @@ Result<DockerRef> parse_docker_ref(const std::string& s) {
   if (r.domain == "docker.io" && r.path.find('/') == std::string::npos) r.path = "library/" + r.path;
   for (char c : r.path)
     if (c >= 'A' && c <= 'Z') return bad("repository name must be lowercase");
+  // distribution's NameTotalLengthMax. Checked before the regexes: libstdc++'s
+  // std::regex recurses once per character, and a signature's identity of a
+  // few kilobytes overflowed the stack (docs/fuzzing.md, finding 11).
+  if (r.domain.size() + 1 + r.path.size() > 255) return bad("the name is longer than 255 characters");
   if (!std::regex_match(r.domain, domain_re())) return bad("invalid registry host \"" + r.domain + "\"");
   if (!std::regex_match(r.path, remote_re())) return bad("invalid repository path \"" + r.path + "\"");
-  if (r.name().size() > 255) return bad("name longer than 255 characters");
   return r;
 }
 

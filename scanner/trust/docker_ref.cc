@@ -78,8 +78,8 @@ Result<DockerRef> parse_docker_ref(const std::string& s) {
   for (char c : r.path)
     if (c >= 'A' && c <= 'Z') return bad("repository name must be lowercase");
   // distribution's NameTotalLengthMax. Checked before the regexes: libstdc++'s
-  // std::regex recurses once per character, and a signature's identity of a
-  // few kilobytes overflowed the stack (docs/fuzzing.md, finding 11).
+  // std::regex recurses once per character, so kilobytes of name overflow
+  // the stack (docs/fuzzing.md, finding 11).
   if (r.domain.size() + 1 + r.path.size() > 255) return bad("the name is longer than 255 characters");
   if (!std::regex_match(r.domain, domain_re())) return bad("invalid registry host \"" + r.domain + "\"");
   if (!std::regex_match(r.path, remote_re())) return bad("invalid repository path \"" + r.path + "\"");
@@ -107,6 +107,7 @@ std::vector<std::string> docker_namespaces(const DockerRef& ref) {
 }
 
 bool valid_remap_prefix(const std::string& s) {
+  if (s.size() > 255) return false;  // a name's limit; and std::regex recurses per character (finding 11)
   if (std::regex_match(s, domain_re())) return true;
   size_t i = s.find('/');
   if (i == std::string::npos) return false;

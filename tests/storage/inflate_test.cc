@@ -22,6 +22,7 @@
 #include <random>
 #include <sstream>
 #include <string>
+#include <utility>
 #include <vector>
 
 #include "storage/digest.h"
@@ -33,8 +34,8 @@
 namespace moat {
 namespace {
 
-// A tar of `files` regular files with pseudo-random, compressible content.
-std::string make_tar(int files, size_t size) {
+// A pax tar of regular files (name, content), mode 0644.
+std::string write_tar(const std::vector<std::pair<std::string, std::string>>& files) {
   std::string out;
   archive* a = archive_write_new();
   archive_write_set_format_pax_restricted(a);
@@ -45,13 +46,9 @@ std::string make_tar(int files, size_t size) {
         return static_cast<la_ssize_t>(n);
       },
       nullptr);
-  std::mt19937 rng(7);
-  for (int i = 0; i < files; ++i) {
-    std::string data;
-    while (data.size() < size) data += "line " + std::to_string(rng() % 1000) + " of file " + std::to_string(i) + "\n";
-    data.resize(size);
+  for (const auto& [name, data] : files) {
     archive_entry* e = archive_entry_new();
-    archive_entry_set_pathname(e, ("f" + std::to_string(i)).c_str());
+    archive_entry_set_pathname(e, name.c_str());
     archive_entry_set_filetype(e, AE_IFREG);
     archive_entry_set_perm(e, 0644);
     archive_entry_set_size(e, static_cast<la_int64_t>(data.size()));
@@ -62,6 +59,19 @@ std::string make_tar(int files, size_t size) {
   archive_write_close(a);
   archive_write_free(a);
   return out;
+}
+
+// A tar of `files` regular files with pseudo-random, compressible content.
+std::string make_tar(int files, size_t size) {
+  std::mt19937 rng(7);
+  std::vector<std::pair<std::string, std::string>> entries;
+  for (int i = 0; i < files; ++i) {
+    std::string data;
+    while (data.size() < size) data += "line " + std::to_string(rng() % 1000) + " of file " + std::to_string(i) + "\n";
+    data.resize(size);
+    entries.emplace_back("f" + std::to_string(i), std::move(data));
+  }
+  return write_tar(entries);
 }
 
 // One gzip member of `data` (zlib's deflate with a gzip wrapper).
@@ -188,34 +198,16 @@ TEST(Inflate, BadTrailersAndTruncationAreErrors) {
 // A tar of the named regular files, each `size` bytes of compressible text;
 // `contents` receives them in order.
 std::string make_named_tar(const std::vector<std::string>& names, size_t size, std::vector<std::string>* contents) {
-  std::string out;
-  archive* a = archive_write_new();
-  archive_write_set_format_pax_restricted(a);
-  archive_write_open(
-      a, &out, nullptr,
-      [](archive*, void* c, const void* b, size_t n) -> la_ssize_t {
-        static_cast<std::string*>(c)->append(static_cast<const char*>(b), n);
-        return static_cast<la_ssize_t>(n);
-      },
-      nullptr);
   std::mt19937 rng(11);
+  std::vector<std::pair<std::string, std::string>> entries;
   for (const auto& name : names) {
     std::string data;
     while (data.size() < size) data += "row " + std::to_string(rng() % 100000) + " of " + name + "\n";
     data.resize(size);
-    archive_entry* e = archive_entry_new();
-    archive_entry_set_pathname(e, name.c_str());
-    archive_entry_set_filetype(e, AE_IFREG);
-    archive_entry_set_perm(e, 0644);
-    archive_entry_set_size(e, static_cast<la_int64_t>(data.size()));
-    archive_write_header(a, e);
-    archive_write_data(a, data.data(), data.size());
-    archive_entry_free(e);
-    if (contents) contents->push_back(std::move(data));
+    if (contents) contents->push_back(data);
+    entries.emplace_back(name, std::move(data));
   }
-  archive_write_close(a);
-  archive_write_free(a);
-  return out;
+  return write_tar(entries);
 }
 
 std::vector<std::string> numbered(int n) {

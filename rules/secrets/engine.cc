@@ -220,6 +220,8 @@ struct SecretScanner::Impl {
   }
   mutable std::once_flag global_once;
   mutable std::vector<std::unique_ptr<RE2>> global_programs;
+  mutable std::once_flag version_once;
+  mutable std::string version;
 
   ~Impl() {
     threads.clear();  // streams and scratch before the database they were made for
@@ -593,6 +595,11 @@ Result<std::unique_ptr<SecretScanner>> SecretScanner::create(RuleSet rules, cons
 }
 
 const std::string& SecretScanner::database_note() const { return impl_->dbs.note; }
+
+const std::string& SecretScanner::rules_version() const {
+  std::call_once(impl_->version_once, [this] { impl_->version = impl_->set.version(); });
+  return impl_->version;
+}
 
 Result<ScanStats> SecretScanner::scan_buffer(const void* data, size_t len, const SecretSink& sink) const {
   ThreadState& ts = impl_->threads.local();

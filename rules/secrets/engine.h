@@ -111,6 +111,8 @@ class SecretScanner {
                             uint64_t size_hint = UINT64_MAX) const;
 
   const RuleSet& rules() const;
+  // rules().version(), computed once (the per-layer result cache's key).
+  const std::string& rules_version() const;
   size_t rule_count() const;
   // Bytes carried between chunks: the largest rule width plus context.
   size_t carry_bytes() const;

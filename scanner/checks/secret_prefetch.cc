@@ -52,7 +52,6 @@ SecretPrefetch::SecretPrefetch(const Store& store, const secrets::SecretScanner&
                                std::function<void(const std::string&)> log)
     : store_(store),
       scanner_(scanner),
-      rules_version_(scanner.rules().version()),
       log_(std::move(log)),
       // Beside the unpacking threads, one fewer than the cores: most of the
       // pull's own work is on a core too (inflating, hashing, writing).
@@ -162,7 +161,7 @@ void SecretPrefetch::layer_in_store(const std::string& diff_id) {
   if (cancel_.load()) return;
   // Its cache, or a scan that leaves one.
   enqueue([this, diff_id] {
-    if (!cancel_.load()) (void)scan_layer_secrets(store_, diff_id, scanner_, &rules_version_);
+    if (!cancel_.load()) (void)scan_layer_secrets(store_, diff_id, scanner_);
   });
 }
 
@@ -205,7 +204,7 @@ void SecretPrefetch::finalize(Layer& l) {
     if (!r) return;  // no cache: the scan after the pull meets the same problem and reports it
     parts.push_back(std::move(r).value());
   }
-  save_layer_secrets(store_, l.diff_id, scanner_, merge_layer_secrets(std::move(parts)), &rules_version_);
+  save_layer_secrets(store_, l.diff_id, scanner_, merge_layer_secrets(std::move(parts)));
   if (log_)
     log_("layer " + l.diff_id + ": secrets of " + std::to_string(covered.size()) + " of " +
          std::to_string(todo.size()) + " files scanned as they landed, " + std::to_string(rest.size()) +

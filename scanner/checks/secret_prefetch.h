@@ -73,7 +73,6 @@ class SecretPrefetch final : public PullObserver {
 
   const Store& store_;
   const secrets::SecretScanner& scanner_;
-  const std::string rules_version_;  // scanner_.rules().version(), once (secret_scan.h)
   std::function<void(const std::string&)> log_;
   const int threads_;
   std::atomic<bool> cancel_{false};

@@ -133,8 +133,8 @@ Finding make_secret_finding(const secrets::SecretRule* rule, const std::string& 
 }  // namespace
 
 Result<LayerSecrets> scan_layer_secrets(const Store& store, const std::string& diff_id,
-                                        const secrets::SecretScanner& scanner, const std::string* rules_version) {
-  const std::string version = rules_version ? *rules_version : scanner.rules().version();
+                                        const secrets::SecretScanner& scanner) {
+  const std::string& version = scanner.rules_version();
   if (auto c = load_cache(store, diff_id, version)) return std::move(*c);
   MOAT_ASSIGN_OR_RETURN(std::vector<IndexEntry> idx, store.layer_index(diff_id));
   Fd root(::open(store.diff_dir(diff_id).c_str(), O_RDONLY | O_DIRECTORY | O_CLOEXEC));
@@ -145,8 +145,8 @@ Result<LayerSecrets> scan_layer_secrets(const Store& store, const std::string& d
 }
 
 void save_layer_secrets(const Store& store, const std::string& diff_id, const secrets::SecretScanner& scanner,
-                        const LayerSecrets& s, const std::string* rules_version) {
-  save_cache(store, diff_id, rules_version ? *rules_version : scanner.rules().version(), s);
+                        const LayerSecrets& s) {
+  save_cache(store, diff_id, scanner.rules_version(), s);
 }
 
 std::vector<const IndexEntry*> secret_scan_files(const std::vector<IndexEntry>& idx) {
@@ -270,7 +270,6 @@ Result<LayerSecrets> scan_tree_secrets(int root_fd, const std::vector<IndexEntry
 Result<std::vector<Finding>> secret_findings(const SecretScanContext& ctx, std::vector<std::string>& errors) {
   const ImageRecord& img = ctx.img;
   std::vector<std::optional<Result<LayerSecrets>>> per_layer(img.layers.size());
-  const std::string version = ctx.scanner.rules().version();  // once, not per layer (secret_scan.h)
   tbb::parallel_for(size_t{0}, img.layers.size(), [&](size_t i) {
     if (ctx.in_place_index) {
       Fd root(::open(ctx.view.diff_dir(i).c_str(), O_RDONLY | O_DIRECTORY | O_CLOEXEC));
@@ -278,7 +277,7 @@ Result<std::vector<Finding>> secret_findings(const SecretScanContext& ctx, std::
                                   : Result<LayerSecrets>(sys_error("open " + ctx.view.diff_dir(i)));
       return;
     }
-    per_layer[i] = scan_layer_secrets(ctx.store, img.layers[i].diff_id, ctx.scanner, &version);
+    per_layer[i] = scan_layer_secrets(ctx.store, img.layers[i].diff_id, ctx.scanner);
   });
   auto rules = rules_by_id(ctx.scanner);
   std::vector<Finding> out;

@@ -47,12 +47,9 @@ struct LayerSecrets {
 
 // Scans (or reads from the cache) one layer of the store. Files are scanned
 // in parallel (oneTBB), each streamed whole through the engine.
-// rules_version: scanner.rules().version() if the caller has it. It names the
-// cache and costs 1-2 ms of CPU each time (a hash of every rule's JSON), so a
-// caller that does many layers computes it once (nullptr: computed here).
+// The cache is named by scanner.rules_version().
 Result<LayerSecrets> scan_layer_secrets(const Store& store, const std::string& diff_id,
-                                        const secrets::SecretScanner& scanner,
-                                        const std::string* rules_version = nullptr);
+                                        const secrets::SecretScanner& scanner);
 // The same for a tree given by its root fd and its index, without a cache
 // (an in-place dir: scan, inplace.h).
 Result<LayerSecrets> scan_tree_secrets(int root_fd, const std::vector<IndexEntry>& idx,
@@ -66,7 +63,7 @@ Result<LayerSecrets> scan_tree_secrets(int root_fd, const std::vector<IndexEntry
 std::vector<const IndexEntry*> secret_scan_files(const std::vector<IndexEntry>& idx);
 LayerSecrets merge_layer_secrets(std::vector<LayerSecrets>&& parts);
 void save_layer_secrets(const Store& store, const std::string& diff_id, const secrets::SecretScanner& scanner,
-                        const LayerSecrets& s, const std::string* rules_version = nullptr);
+                        const LayerSecrets& s);
 
 struct SecretScanContext {
   const Store& store;

@@ -14,6 +14,7 @@
 #include <algorithm>
 #include <atomic>
 #include <ctime>
+#include <future>
 #include <map>
 #include <mutex>
 #include <nlohmann/json.hpp>
@@ -81,6 +82,7 @@ Result<Store> Store::open(const std::string& dir_in, Lock lock) {
   int fd = ::open(dir.c_str(), O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
   if (fd < 0) return sys_error("open store " + dir).with_hint("--store must name a directory you own");
   Store s;
+  s.index_memo_ = std::make_shared<IndexMemo>();
   s.root_ = dir;
   s.root_fd_.reset(fd);
   struct stat st;
@@ -177,6 +179,31 @@ const IndexEntry* find_in_lowers(const std::string& target,
 }
 
 }  // namespace
+
+struct Store::IndexMemo {
+  std::mutex mu;
+  std::map<std::string, std::shared_future<Result<std::shared_ptr<const std::vector<IndexEntry>>>>> parsed;
+};
+
+Result<std::shared_ptr<const std::vector<IndexEntry>>> Store::shared_layer_index(const std::string& diff_id) const {
+  using Parsed = Result<std::shared_ptr<const std::vector<IndexEntry>>>;
+  std::promise<Parsed> mine;
+  std::shared_future<Parsed> f;
+  bool parse_here;
+  {
+    std::lock_guard<std::mutex> g(index_memo_->mu);
+    auto [it, fresh] = index_memo_->parsed.try_emplace(diff_id);
+    if (fresh) it->second = mine.get_future().share();
+    f = it->second;
+    parse_here = fresh;
+  }
+  if (parse_here) {
+    auto idx = layer_index(diff_id);
+    if (idx) mine.set_value(std::make_shared<const std::vector<IndexEntry>>(std::move(idx).value()));
+    else mine.set_value(std::move(idx).error());
+  }
+  return f.get();
+}
 
 std::string image_record_json(const ImageRecord& r) {
   json layers = json::array();

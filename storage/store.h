@@ -19,6 +19,7 @@
 
 #include <cstdint>
 #include <functional>
+#include <memory>
 #include <optional>
 #include <string>
 #include <vector>
@@ -155,6 +156,12 @@ class Store {
   Result<std::vector<IndexEntry>> layer_index(const std::string& diff_id) const {
     return read_index(layer_dir(diff_id) + "/index.tsv");
   }
+  // The same, parsed once for the life of this Store (and its copies) and
+  // shared: a scan's secret pass and its merged view read the same layers,
+  // and a base layer's index has tens of thousands of lines. Only for layers
+  // the store already holds, whose index never changes; callers that wait
+  // for one being parsed get that parse.
+  Result<std::shared_ptr<const std::vector<IndexEntry>>> shared_layer_index(const std::string& diff_id) const;
 
  private:
   Status save_image(const ImageRecord& rec);
@@ -162,6 +169,8 @@ class Store {
   std::string root_;
   Fd root_fd_;
   std::optional<FileLock> held_;
+  struct IndexMemo;
+  std::shared_ptr<IndexMemo> index_memo_;
 };
 
 std::string image_record_json(const ImageRecord& r);

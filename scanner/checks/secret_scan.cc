@@ -136,10 +136,11 @@ Result<LayerSecrets> scan_layer_secrets(const Store& store, const std::string& d
                                         const secrets::SecretScanner& scanner) {
   const std::string& version = scanner.rules_version();
   if (auto c = load_cache(store, diff_id, version)) return std::move(*c);
-  MOAT_ASSIGN_OR_RETURN(std::vector<IndexEntry> idx, store.layer_index(diff_id));
+  // Shared with the merged view the scan builds meanwhile (one parse of each index).
+  MOAT_ASSIGN_OR_RETURN(auto idx, store.shared_layer_index(diff_id));
   Fd root(::open(store.diff_dir(diff_id).c_str(), O_RDONLY | O_DIRECTORY | O_CLOEXEC));
   if (!root.valid()) return sys_error("open layer " + diff_id);
-  MOAT_ASSIGN_OR_RETURN(LayerSecrets out, scan_tree_secrets(root.get(), idx, scanner));
+  MOAT_ASSIGN_OR_RETURN(LayerSecrets out, scan_tree_secrets(root.get(), *idx, scanner));
   save_cache(store, diff_id, version, out);
   return out;
 }

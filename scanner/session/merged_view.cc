@@ -108,11 +108,18 @@ Status MergedView::apply_layer(size_t layer, const std::vector<IndexEntry>& idx)
 
 Result<MergedView> MergedView::from_layers(std::vector<std::vector<IndexEntry>> indexes,
                                            std::vector<std::string> diff_dirs, size_t max_entries) {
+  std::vector<SharedIndex> shared;
+  for (auto& idx : indexes) shared.push_back(std::make_shared<const std::vector<IndexEntry>>(std::move(idx)));
+  return from_shared(std::move(shared), std::move(diff_dirs), max_entries);
+}
+
+Result<MergedView> MergedView::from_shared(std::vector<SharedIndex> indexes, std::vector<std::string> diff_dirs,
+                                           size_t max_entries) {
   if (indexes.size() != diff_dirs.size()) return Error{"merged view: indexes and layers differ in number"};
   MergedView v;
   v.diff_dirs_ = std::move(diff_dirs);
   v.max_entries_ = max_entries;
-  for (size_t i = 0; i < indexes.size(); ++i) MOAT_TRY(v.apply_layer(i, indexes[i]));
+  for (size_t i = 0; i < indexes.size(); ++i) MOAT_TRY(v.apply_layer(i, *indexes[i]));
   v.indexes_ = std::move(indexes);
   if (v.entries_.find("/") == v.entries_.end()) {
     ViewEntry root;
@@ -126,10 +133,12 @@ Result<MergedView> MergedView::from_layers(std::vector<std::vector<IndexEntry>> 
 
 Result<MergedView> MergedView::build(const Store& store, const ImageRecord& img, size_t max_entries) {
   // The indexes are parsed in parallel (a base layer's has tens of thousands
-  // of lines); the first error in layer order is the one reported.
-  std::vector<std::optional<Result<std::vector<IndexEntry>>>> got(img.layers.size());
-  tbb::parallel_for(size_t{0}, img.layers.size(), [&](size_t i) { got[i] = store.layer_index(img.layers[i].diff_id); });
-  std::vector<std::vector<IndexEntry>> idx;
+  // of lines), or taken from the store's memo when the secret scan has parsed
+  // them already; the first error in layer order is the one reported.
+  std::vector<std::optional<Result<SharedIndex>>> got(img.layers.size());
+  tbb::parallel_for(size_t{0}, img.layers.size(),
+                    [&](size_t i) { got[i] = store.shared_layer_index(img.layers[i].diff_id); });
+  std::vector<SharedIndex> idx;
   std::vector<std::string> dirs;
   for (size_t i = 0; i < img.layers.size(); ++i) {
     const auto& l = img.layers[i];
@@ -137,7 +146,7 @@ Result<MergedView> MergedView::build(const Store& store, const ImageRecord& img,
     idx.push_back(std::move(*got[i]).value());
     dirs.push_back(store.diff_dir(l.diff_id));
   }
-  return from_layers(std::move(idx), std::move(dirs), max_entries);
+  return from_shared(std::move(idx), std::move(dirs), max_entries);
 }
 
 const ViewEntry* MergedView::find(const std::string& path) const {

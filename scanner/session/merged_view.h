@@ -20,6 +20,7 @@
 #pragma once
 
 #include <map>
+#include <memory>
 #include <string>
 #include <vector>
 
@@ -52,18 +53,21 @@ class MergedView {
   // A layer's index as the view was built from it. Kept, because the scan
   // reads it again (what later layers removed, the secret findings' owners),
   // and parsing a base layer's index again cost 10 ms of CPU each time.
-  const std::vector<IndexEntry>& layer_index(size_t layer) const { return indexes_[layer]; }
+  const std::vector<IndexEntry>& layer_index(size_t layer) const { return *indexes_[layer]; }
 
   // Opens the visible file at `path` from its layer's diff dir, beneath it,
   // never following a symlink. flags as for openat (O_RDONLY, O_PATH, ...).
   Result<Fd> open(const std::string& path, int flags) const;
 
  private:
+  using SharedIndex = std::shared_ptr<const std::vector<IndexEntry>>;
+  static Result<MergedView> from_shared(std::vector<SharedIndex> indexes, std::vector<std::string> diff_dirs,
+                                        size_t max_entries);
   Status apply_layer(size_t layer, const std::vector<IndexEntry>& idx);
   void erase_subtree(const std::string& path, bool keep_self);
   std::map<std::string, ViewEntry> entries_;
   std::vector<std::string> diff_dirs_;
-  std::vector<std::vector<IndexEntry>> indexes_;  // one per layer, bottom first
+  std::vector<SharedIndex> indexes_;  // one per layer, bottom first (shared with the Store's memo)
   size_t max_entries_ = 0;
 };
 

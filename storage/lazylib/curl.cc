@@ -1,0 +1,113 @@
+// libcurl, loaded on first use (lazylib.h). One trampoline per function moat
+// calls; a new call site that uses another libcurl function fails to link
+// until it is added here.
+#define CURL_DISABLE_TYPECHECK
+#include <curl/curl.h>
+
+#include <cstdarg>
+
+#include "storage/lazylib/lazylib.h"
+
+namespace {
+moat::lazylib::Library curl_lib{"libcurl.so.4", "libcurl4", "talking to a registry or a signature server"};
+}  // namespace
+
+// The real function's address, resolved once per function.
+#define MOAT_CURL(name) reinterpret_cast<decltype(&name)>(moat::lazylib::symbol(curl_lib, #name))
+
+extern "C" {
+
+CURLcode curl_global_init(long flags) {
+  static const auto f = MOAT_CURL(curl_global_init);
+  return f(flags);
+}
+CURL* curl_easy_init(void) {
+  static const auto f = MOAT_CURL(curl_easy_init);
+  return f();
+}
+void curl_easy_cleanup(CURL* c) {
+  static const auto f = MOAT_CURL(curl_easy_cleanup);
+  f(c);
+}
+CURLcode curl_easy_perform(CURL* c) {
+  static const auto f = MOAT_CURL(curl_easy_perform);
+  return f(c);
+}
+const char* curl_easy_strerror(CURLcode e) {
+  static const auto f = MOAT_CURL(curl_easy_strerror);
+  return f(e);
+}
+char* curl_easy_escape(CURL* c, const char* s, int n) {
+  static const auto f = MOAT_CURL(curl_easy_escape);
+  return f(c, s, n);
+}
+void curl_free(void* p) {
+  static const auto f = MOAT_CURL(curl_free);
+  f(p);
+}
+curl_slist* curl_slist_append(curl_slist* l, const char* s) {
+  static const auto f = MOAT_CURL(curl_slist_append);
+  return f(l, s);
+}
+void curl_slist_free_all(curl_slist* l) {
+  static const auto f = MOAT_CURL(curl_slist_free_all);
+  f(l);
+}
+CURLSH* curl_share_init(void) {
+  static const auto f = MOAT_CURL(curl_share_init);
+  return f();
+}
+CURLU* curl_url(void) {
+  static const auto f = MOAT_CURL(curl_url);
+  return f();
+}
+void curl_url_cleanup(CURLU* u) {
+  static const auto f = MOAT_CURL(curl_url_cleanup);
+  f(u);
+}
+CURLUcode curl_url_get(CURLU* u, CURLUPart what, char** part, unsigned int flags) {
+  static const auto f = MOAT_CURL(curl_url_get);
+  return f(u, what, part, flags);
+}
+CURLUcode curl_url_set(CURLU* u, CURLUPart what, const char* part, unsigned int flags) {
+  static const auto f = MOAT_CURL(curl_url_set);
+  return f(u, what, part, flags);
+}
+
+// The variadic ones take exactly one argument after the option, whose type
+// the option's number gives (curl.h: CURLOPTTYPE_*); it is read with that
+// type and passed on, as libcurl's own curl_easy_setopt() reads it.
+CURLcode curl_easy_setopt(CURL* c, CURLoption o, ...) {
+  static const auto f = MOAT_CURL(curl_easy_setopt);
+  va_list ap;
+  va_start(ap, o);
+  CURLcode r;
+  if (o < CURLOPTTYPE_OBJECTPOINT) r = f(c, o, va_arg(ap, long));
+  else if (o < CURLOPTTYPE_FUNCTIONPOINT) r = f(c, o, va_arg(ap, void*));
+  else if (o < CURLOPTTYPE_OFF_T) r = f(c, o, va_arg(ap, void (*)()));
+  else if (o < CURLOPTTYPE_BLOB) r = f(c, o, va_arg(ap, curl_off_t));
+  else r = f(c, o, va_arg(ap, void*));
+  va_end(ap);
+  return r;
+}
+CURLcode curl_easy_getinfo(CURL* c, CURLINFO i, ...) {
+  static const auto f = MOAT_CURL(curl_easy_getinfo);
+  va_list ap;
+  va_start(ap, i);
+  CURLcode r = f(c, i, va_arg(ap, void*));  // always a pointer to the result
+  va_end(ap);
+  return r;
+}
+CURLSHcode curl_share_setopt(CURLSH* s, CURLSHoption o, ...) {
+  static const auto f = MOAT_CURL(curl_share_setopt);
+  va_list ap;
+  va_start(ap, o);
+  CURLSHcode r;
+  if (o == CURLSHOPT_SHARE || o == CURLSHOPT_UNSHARE) r = f(s, o, va_arg(ap, int));  // a curl_lock_data
+  else if (o == CURLSHOPT_LOCKFUNC || o == CURLSHOPT_UNLOCKFUNC) r = f(s, o, va_arg(ap, void (*)()));
+  else r = f(s, o, va_arg(ap, void*));
+  va_end(ap);
+  return r;
+}
+
+}  // extern "C"

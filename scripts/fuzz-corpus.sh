@@ -228,5 +228,31 @@ for f in sorted(os.listdir(sd)):
         if k % 4 == 0: put("secret_rules", f"rule-{r['id']}", json.dumps(one))
         for i, ex in enumerate(r.get("examples", []) + r.get("negative_examples", [])):
             put("secret_scan", f"{r['id']}-{i}", ex["text"] if isinstance(ex, dict) else ex)
+
+# ELF section tables (rules/secrets/elf_code.h): little-endian ELF64 and
+# big-endian ELF32, each with a 4 KiB code section, a data section and a
+# small code section.
+import struct
+def elf(bits64, big):
+    e = ">" if big else "<"
+    secs = [(1, 6, b"\x90" * 4096), (1, 2, b"data" * 8), (1, 6, b"\xc3" * 16)]
+    body, offs = b"", []
+    hdr = 64 if bits64 else 52
+    for _, _, b in secs:
+        offs.append(hdr + len(body)); body += b
+    shoff = hdr + len(body)
+    ent = 64 if bits64 else 40
+    table = b"\0" * ent
+    for (t, fl, b), o in zip(secs, offs):
+        table += struct.pack(e + "IIQQQQIIQQ", 0, t, fl, 0, o, len(b), 0, 0, 1, 0) if bits64 else \
+                 struct.pack(e + "IIIIIIIIII", 0, t, fl, 0, o, len(b), 0, 0, 1, 0)
+    ident = b"\x7fELF" + bytes([2 if bits64 else 1, 2 if big else 1, 1]) + b"\0" * 9
+    if bits64:
+        h = ident + struct.pack(e + "HHIQQQIHHHHHH", 3, 62, 1, 0, 0, shoff, 0, 64, 0, 0, ent, len(secs) + 1, 0)
+    else:
+        h = ident + struct.pack(e + "HHIIIIIHHHHHH", 3, 3, 1, 0, 0, shoff, 0, 52, 0, 0, ent, len(secs) + 1, 0)
+    return h + body + table
+put("small_formats", "elf64-le", elf(True, False))
+put("small_formats", "elf32-be", elf(False, True))
 EOF
 for t in "$OUT"/*/; do printf '%s %s\n' "$(basename "$t")" "$(ls "$t" | wc -l)"; done

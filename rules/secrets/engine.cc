@@ -2,6 +2,7 @@
 #include "rules/secrets/engine.h"
 
 #include "rules/secrets/database.h"
+#include "rules/secrets/elf_code.h"
 #include "storage/fd.h"
 
 #include <hs/hs.h>
@@ -636,6 +637,24 @@ Result<ScanStats> SecretScanner::scan_buffer(const void* data, size_t len, const
   return scan.stats;
 }
 
+namespace {
+
+// An ELF file's machine code (elf_code.h), read with pread: the file
+// position stays where scan_fd's reads expect it. Empty on any doubt.
+std::vector<ByteRange> code_ranges(int fd, uint64_t size) {
+  if (size < kMinElfToSkip) return {};
+  char head[64];
+  if (::pread(fd, head, sizeof head, 0) != static_cast<ssize_t>(sizeof head)) return {};
+  auto where = elf_section_table(std::string_view(head, sizeof head), size);
+  if (!where) return {};
+  std::string table(where->end - where->begin, '\0');
+  if (::pread(fd, table.data(), table.size(), static_cast<off_t>(where->begin)) != static_cast<ssize_t>(table.size()))
+    return {};
+  return elf_code_ranges(std::string_view(head, sizeof head), table, size);
+}
+
+}  // namespace
+
 Result<ScanStats> SecretScanner::scan_fd(int fd, uint64_t max_bytes, const SecretSink& sink,
                                          uint64_t size_hint) const {
   ThreadState& ts = impl_->threads.local();
@@ -644,32 +663,51 @@ Result<ScanStats> SecretScanner::scan_fd(int fd, uint64_t max_bytes, const Secre
   const size_t carry = impl_->carry;
   std::vector<char>& buf = ts.buf;
   if (buf.size() < carry + kChunk) buf.resize(carry + kChunk);
+  // Only with a known size (from fstat): ranges are checked against it.
+  const std::vector<ByteRange> skip = size_hint == UINT64_MAX ? std::vector<ByteRange>{} : code_ranges(fd, size_hint);
+  size_t next_skip = 0;
+  uint64_t pos = 0;   // file offset of the next read()
   size_t have = 0;
-  uint64_t abs = 0;
+  uint64_t abs = 0;   // stream offset of buf[0] (skipped code is not in the stream)
   uint64_t left = max_bytes;
   while (!scan.stats.stopped) {
-    if (left == 0) {
-      // Only a truncation if there is more to read.
-      char probe;
-      ssize_t r;
-      do r = ::read(fd, &probe, 1);
-      while (r < 0 && errno == EINTR);
-      if (r > 0) scan.stats.truncated = true;
-      break;
+    size_t n;
+    size_t want = 0;
+    if (next_skip < skip.size() && pos == skip[next_skip].begin) {
+      // Over the machine code; one '\n' stands for it in the stream, so
+      // printable runs on either side never join.
+      const ByteRange r = skip[next_skip++];
+      if (::lseek(fd, static_cast<off_t>(r.end), SEEK_SET) < 0) return sys_error("seek");
+      scan.stats.code_skipped += r.end - pos;
+      pos = r.end;
+      buf[have] = '\n';
+      n = 1;
+    } else {
+      if (left == 0) {
+        // Only a truncation if there is more to read.
+        char probe;
+        ssize_t r;
+        do r = ::read(fd, &probe, 1);
+        while (r < 0 && errno == EINTR);
+        if (r > 0) scan.stats.truncated = true;
+        break;
+      }
+      want = static_cast<size_t>(std::min<uint64_t>(kChunk, left));
+      if (next_skip < skip.size()) want = static_cast<size_t>(std::min<uint64_t>(want, skip[next_skip].begin - pos));
+      ssize_t r = ::read(fd, buf.data() + have, want);
+      if (r < 0) {
+        if (errno == EINTR) continue;
+        return sys_error("read");
+      }
+      if (r == 0) break;
+      n = static_cast<size_t>(r);
+      left -= n;
+      pos += n;
     }
-    size_t want = static_cast<size_t>(std::min<uint64_t>(kChunk, left));
-    ssize_t r = ::read(fd, buf.data() + have, want);
-    if (r < 0) {
-      if (errno == EINTR) continue;
-      return sys_error("read");
-    }
-    if (r == 0) break;
-    size_t n = static_cast<size_t>(r);
-    left -= n;
     MOAT_TRY(scan.feed(buf.data(), have + n, have, abs));
     size_t total = have + n, keep = std::min(carry, total);
     // The known size reached by a short read: no empty read() to find the end.
-    if (n < want && abs + total >= size_hint) {
+    if (n < want && pos >= size_hint) {
       have = total;
       break;
     }

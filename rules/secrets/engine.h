@@ -68,6 +68,7 @@ using SecretSink = std::function<SinkAction(const SecretFinding&)>;
 
 struct ScanStats {
   uint64_t bytes = 0;     // bytes read and scanned
+  uint64_t code_skipped = 0;  // bytes of an ELF file's machine code not read (scan_fd, elf_code.h)
   bool binary = false;    // a NUL byte was seen: scanned as printable runs
   bool truncated = false; // max_bytes reached before the end of the input
   bool stopped = false;   // the sink returned kStop
@@ -106,7 +107,10 @@ class SecretScanner {
   // is retried.
   // size_hint: the file's size from fstat, if known. A short read that
   // reaches it is taken as the end, which saves the final empty read() of
-  // every small file (a growing file is still read to its real end).
+  // every small file (a growing file is still read to its real end). With
+  // it, the machine code of an ELF file of 64 KiB or more is not read
+  // (elf_code.h says why no secret is lost); offsets of its findings are then
+  // in the bytes scanned, not in the file.
   Result<ScanStats> scan_fd(int fd, uint64_t max_bytes, const SecretSink& sink,
                             uint64_t size_hint = UINT64_MAX) const;
 

@@ -7,6 +7,7 @@
 #include <fcntl.h>
 #include <gtest/gtest.h>
 #include <sys/resource.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
 #include <filesystem>
@@ -17,6 +18,7 @@
 #include <thread>
 #include <vector>
 
+#include "rules/secrets/elf_code.h"
 #include "rules/secrets/engine.h"
 #include "rules/secrets/rules.h"
 #include "tests/secrets/shared.h"
@@ -425,6 +427,154 @@ TEST(Engine, LargeFileBoundedMemory) {
   // One 64 KiB chunk plus the carry; allow slack for the allocator, far
   // below the 200 MB a whole-file read would need.
   EXPECT_LT(grew, 16 * 1024) << "peak RSS grew by " << grew << " KiB";
+}
+
+
+// ---- ELF machine code is not read (rules/secrets/elf_code.h) ----
+
+struct Section {
+  uint32_t type;   // SHT_PROGBITS = 1
+  uint64_t flags;  // SHF_ALLOC = 2, SHF_EXECINSTR = 4
+  std::string bytes;
+};
+
+void put_le(std::string& s, size_t off, uint64_t v, size_t width) {
+  for (size_t i = 0; i < width; ++i) s[off + i] = static_cast<char>((v >> (8 * i)) & 0xff);
+}
+
+// A little-endian ELF64 file: the header, each section's bytes (16-aligned),
+// then the section header table (a null entry first, as linkers write it).
+// `shoff_delta` and `entsize` spoil the table for the hostile cases.
+std::string make_elf64(const std::vector<Section>& secs, int64_t shoff_delta = 0, uint16_t entsize = 64) {
+  std::string f(64, '\0');
+  f[0] = 0x7f, f[1] = 'E', f[2] = 'L', f[3] = 'F', f[4] = 2, f[5] = 1, f[6] = 1;
+  put_le(f, 0x10, 3, 2);     // ET_DYN
+  put_le(f, 0x12, 0x3e, 2);  // x86-64
+  std::vector<uint64_t> offs;
+  for (const auto& sec : secs) {
+    f.resize((f.size() + 15) / 16 * 16, '\0');
+    offs.push_back(f.size());
+    f += sec.bytes;
+  }
+  f.resize((f.size() + 15) / 16 * 16, '\0');
+  const uint64_t shoff = f.size();
+  std::string table(64 * (secs.size() + 1), '\0');
+  for (size_t i = 0; i < secs.size(); ++i) {
+    size_t e = 64 * (i + 1);
+    put_le(table, e + 4, secs[i].type, 4);
+    put_le(table, e + 8, secs[i].flags, 8);
+    put_le(table, e + 0x18, offs[i], 8);
+    put_le(table, e + 0x20, secs[i].bytes.size(), 8);
+  }
+  f += table;
+  put_le(f, 0x28, static_cast<uint64_t>(static_cast<int64_t>(shoff) + shoff_delta), 8);
+  put_le(f, 0x34, 64, 2);  // e_ehsize
+  put_le(f, 0x3a, entsize, 2);
+  put_le(f, 0x3c, secs.size() + 1, 2);
+  return f;
+}
+
+// Code (8 KiB of nop-like bytes with a token in it, as if data were marked as
+// code) and read-only data holding another token, padded past 64 KiB.
+std::string elf_with_tokens(const std::string& in_code, const std::string& in_data) {
+  std::string code(8192, '\x90');
+  code.replace(4000, in_code.size() + 2, "\n" + in_code + "\n");
+  std::string data = "\n" + in_data + "\n" + std::string(70000, '\0');
+  return make_elf64({{1, 6, code}, {1, 2, data}});
+}
+
+Collected scan_with_size(const std::string& path, ScanStats* stats, bool size_hint = true) {
+  Collected c;
+  int fd = ::open(path.c_str(), O_RDONLY);
+  EXPECT_GE(fd, 0);
+  struct stat st {};
+  EXPECT_EQ(fstat(fd, &st), 0);
+  auto r = scanner().scan_fd(fd, UINT64_MAX, c.sink(), size_hint ? static_cast<uint64_t>(st.st_size) : UINT64_MAX);
+  ::close(fd);
+  EXPECT_TRUE(r.ok());
+  if (r.ok()) *stats = *r;
+  return c;
+}
+
+TEST(Engine, ElfMachineCodeIsNotRead) {
+  const std::string in_code = github_pat(41), in_data = github_pat(42);
+  TempFile f(elf_with_tokens(in_code, in_data));
+  ScanStats st;
+  auto c = scan_with_size(f.path(), &st);
+  ASSERT_EQ(c.count("github.pat.classic"), 1u);
+  for (const auto& x : c.all)
+    if (x.rule_id == "github.pat.classic") {
+      EXPECT_EQ(x.fingerprint, fingerprint("github.pat.classic", in_data));
+    }
+  EXPECT_EQ(st.code_skipped, 8192u);
+  // Without the file's size the ranges are not trusted: both are found.
+  ScanStats whole;
+  auto all = scan_with_size(f.path(), &whole, /*size_hint=*/false);
+  EXPECT_EQ(all.count("github.pat.classic"), 2u);
+  EXPECT_EQ(whole.code_skipped, 0u);
+}
+
+TEST(Engine, ElfWithABadSectionTableIsScannedWhole) {
+  const std::string a = github_pat(43), b = github_pat(44);
+  std::string good = elf_with_tokens(a, b);
+  std::vector<std::string> hostile = {
+      make_elf64({{1, 6, std::string(8192, '\x90') + "\n" + a + "\n"}, {1, 2, "\n" + b + "\n" + std::string(70000, '\0')}},
+                 /*shoff_delta=*/1 << 20),                                   // table past the end
+      make_elf64({{1, 6, std::string(8192, '\x90') + "\n" + a + "\n"}, {1, 2, "\n" + b + "\n" + std::string(70000, '\0')}},
+                 0, /*entsize=*/63),                                         // not the ELF64 entry size
+  };
+  // A code section that claims to run past the end of the file.
+  std::string past = good;
+  const uint64_t shoff = [&] { uint64_t v = 0; for (int i = 7; i >= 0; --i) v = v << 8 | static_cast<unsigned char>(past[0x28 + i]); return v; }();
+  put_le(past, shoff + 64 + 0x20, uint64_t{1} << 40, 8);
+  hostile.push_back(past);
+  for (size_t i = 0; i < hostile.size(); ++i) {
+    TempFile f(hostile[i]);
+    ScanStats st;
+    auto c = scan_with_size(f.path(), &st);
+    EXPECT_EQ(c.count("github.pat.classic"), 2u) << "case " << i;
+    EXPECT_EQ(st.code_skipped, 0u) << "case " << i;
+  }
+}
+
+TEST(ElfCode, RangesAreCheckedSortedAndMerged) {
+  auto ranges = [](const std::string& f) {
+    auto t = elf_section_table(f, f.size());
+    return t ? elf_code_ranges(f, std::string_view(f).substr(t->begin, t->end - t->begin), f.size())
+             : std::vector<ByteRange>{};
+  };
+  std::string big(5000, '\xcc'), small(100, '\xcc');
+  // Two code sections with data between, a small one (not worth a seek) and a NOBITS one.
+  std::string f = make_elf64({{1, 6, big}, {1, 2, "data"}, {1, 6, big}, {1, 6, small}, {8, 6, big}});
+  auto r = ranges(f);
+  ASSERT_EQ(r.size(), 2u);
+  EXPECT_EQ(r[0].begin, 64u);
+  EXPECT_EQ(r[0].end, 64u + 5000);
+  EXPECT_LT(r[0].end, r[1].begin);
+  EXPECT_EQ(r[1].end - r[1].begin, 5000u);
+  EXPECT_TRUE(ranges(std::string(100, 'x')).empty());       // not ELF
+  EXPECT_TRUE(ranges(f.substr(0, 63)).empty());             // shorter than a header
+  std::string bad_class = f;
+  bad_class[4] = 3;
+  EXPECT_TRUE(ranges(bad_class).empty());
+  // ELF32, big-endian: one code section of 4096 bytes at offset 0x100.
+  std::string e32(0x100 + 4096 + 2 * 40, '\0');
+  e32[0] = 0x7f, e32[1] = 'E', e32[2] = 'L', e32[3] = 'F', e32[4] = 1, e32[5] = 2;
+  auto be = [&](size_t off, uint64_t v, size_t w) {
+    for (size_t i = 0; i < w; ++i) e32[off + i] = static_cast<char>((v >> (8 * (w - 1 - i))) & 0xff);
+  };
+  const size_t sh = 0x100 + 4096;
+  be(0x20, sh, 4);
+  be(0x2e, 40, 2);
+  be(0x30, 2, 2);
+  be(sh + 40 + 4, 1, 4);       // SHT_PROGBITS
+  be(sh + 40 + 8, 6, 4);       // SHF_ALLOC | SHF_EXECINSTR
+  be(sh + 40 + 0x10, 0x100, 4);
+  be(sh + 40 + 0x14, 4096, 4);
+  auto r32 = ranges(e32);
+  ASSERT_EQ(r32.size(), 1u);
+  EXPECT_EQ(r32[0].begin, 0x100u);
+  EXPECT_EQ(r32[0].end, 0x100u + 4096);
 }
 
 }  // namespace

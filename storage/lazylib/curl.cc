@@ -77,6 +77,16 @@ CURLUcode curl_url_set(CURLU* u, CURLUPart what, const char* part, unsigned int 
 // The variadic ones take exactly one argument after the option, whose type
 // the option's number gives (curl.h: CURLOPTTYPE_*); it is read with that
 // type and passed on, as libcurl's own curl_easy_setopt() reads it.
+//
+// Their last named parameter is an enum, as curl.h declares them, and clang
+// calls va_start after such a parameter undefined (-Wvarargs: an enum
+// promotes to int). libcurl itself is built from the same declarations and
+// does the same; on every ABI moat builds for, an enum argument is passed
+// exactly as an int.
+#if defined(__clang__)
+#pragma clang diagnostic push
+#pragma clang diagnostic ignored "-Wvarargs"
+#endif
 CURLcode curl_easy_setopt(CURL* c, CURLoption o, ...) {
   static const auto f = MOAT_CURL(curl_easy_setopt);
   va_list ap;
@@ -109,5 +119,8 @@ CURLSHcode curl_share_setopt(CURLSH* s, CURLSHoption o, ...) {
   va_end(ap);
   return r;
 }
+#if defined(__clang__)
+#pragma clang diagnostic pop
+#endif
 
 }  // extern "C"

@@ -6,7 +6,6 @@
 #include "storage/fd.h"
 
 #include <hs/hs.h>
-#include <openssl/evp.h>
 #include <re2/re2.h>
 #include <memory>
 #include <tbb/enumerable_thread_specific.h>
@@ -513,22 +512,10 @@ std::string redact(std::string_view s) {
 }
 
 std::string fingerprint(std::string_view rule_id, std::string_view secret) {
-  unsigned char md[EVP_MAX_MD_SIZE];
-  unsigned int n = 0;
-  EVP_MD_CTX* ctx = EVP_MD_CTX_new();
-  EVP_DigestInit_ex(ctx, EVP_sha256(), nullptr);
-  EVP_DigestUpdate(ctx, rule_id.data(), rule_id.size());
-  EVP_DigestUpdate(ctx, "", 1);  // the NUL keeps ("ab","c") apart from ("a","bc")
-  EVP_DigestUpdate(ctx, secret.data(), secret.size());
-  EVP_DigestFinal_ex(ctx, md, &n);
-  EVP_MD_CTX_free(ctx);
-  static const char* hex = "0123456789abcdef";
-  std::string out;
-  for (unsigned i = 0; i < n; ++i) {
-    out += hex[md[i] >> 4];
-    out += hex[md[i] & 15];
-  }
-  return out;
+  std::string text(rule_id);
+  text += '\0';  // the NUL keeps ("ab","c") apart from ("a","bc")
+  text += secret;
+  return sha256_hex(text);
 }
 
 double shannon_entropy(std::string_view s) {

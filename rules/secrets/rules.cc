@@ -167,7 +167,9 @@ void canonical_rule(std::string& out, const SecretRule& r) {
   put_field(out, r.block_end);
 }
 
-std::string sha256_hex(const std::string& text) {
+}  // namespace
+
+std::string sha256_hex(std::string_view text) {
   unsigned char md[EVP_MAX_MD_SIZE];
   unsigned int n = 0;
   EVP_Digest(text.data(), text.size(), md, &n, EVP_sha256(), nullptr);
@@ -179,8 +181,6 @@ std::string sha256_hex(const std::string& text) {
   }
   return out;
 }
-
-}  // namespace
 
 Status RuleSet::disable(const std::vector<std::string>& ids) {
   for (const auto& id : ids) {

@@ -72,6 +72,9 @@ struct RuleSet {
 // Vectorscan database (database.h) names its rules by these digests.
 std::string rule_digest(const SecretRule& rule);
 
+// Lower-case hex of the SHA-256 of `text` (rule digests, versions, fingerprints).
+std::string sha256_hex(std::string_view text);
+
 // The rules compiled into the binary (rules/secrets/data/*.json).
 Result<RuleSet> load_builtin_rules();
 // Parses one rule file; `origin` names it in errors.

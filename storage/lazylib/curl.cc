@@ -12,67 +12,31 @@ namespace {
 moat::lazylib::Library curl_lib{"libcurl.so.4", "libcurl4", "talking to a registry or a signature server"};
 }  // namespace
 
-// The real function's address, resolved once per function.
+// The real function's address, resolved once per function, and a trampoline
+// to it (`return f(...)` also serves the void ones).
 #define MOAT_CURL(name) reinterpret_cast<decltype(&name)>(moat::lazylib::symbol(curl_lib, #name))
+#define MOAT_CURL_FN(ret, name, params, args) \
+  ret name params {                           \
+    static const auto f = MOAT_CURL(name);    \
+    return f args;                            \
+  }
 
 extern "C" {
 
-CURLcode curl_global_init(long flags) {
-  static const auto f = MOAT_CURL(curl_global_init);
-  return f(flags);
-}
-CURL* curl_easy_init(void) {
-  static const auto f = MOAT_CURL(curl_easy_init);
-  return f();
-}
-void curl_easy_cleanup(CURL* c) {
-  static const auto f = MOAT_CURL(curl_easy_cleanup);
-  f(c);
-}
-CURLcode curl_easy_perform(CURL* c) {
-  static const auto f = MOAT_CURL(curl_easy_perform);
-  return f(c);
-}
-const char* curl_easy_strerror(CURLcode e) {
-  static const auto f = MOAT_CURL(curl_easy_strerror);
-  return f(e);
-}
-char* curl_easy_escape(CURL* c, const char* s, int n) {
-  static const auto f = MOAT_CURL(curl_easy_escape);
-  return f(c, s, n);
-}
-void curl_free(void* p) {
-  static const auto f = MOAT_CURL(curl_free);
-  f(p);
-}
-curl_slist* curl_slist_append(curl_slist* l, const char* s) {
-  static const auto f = MOAT_CURL(curl_slist_append);
-  return f(l, s);
-}
-void curl_slist_free_all(curl_slist* l) {
-  static const auto f = MOAT_CURL(curl_slist_free_all);
-  f(l);
-}
-CURLSH* curl_share_init(void) {
-  static const auto f = MOAT_CURL(curl_share_init);
-  return f();
-}
-CURLU* curl_url(void) {
-  static const auto f = MOAT_CURL(curl_url);
-  return f();
-}
-void curl_url_cleanup(CURLU* u) {
-  static const auto f = MOAT_CURL(curl_url_cleanup);
-  f(u);
-}
-CURLUcode curl_url_get(CURLU* u, CURLUPart what, char** part, unsigned int flags) {
-  static const auto f = MOAT_CURL(curl_url_get);
-  return f(u, what, part, flags);
-}
-CURLUcode curl_url_set(CURLU* u, CURLUPart what, const char* part, unsigned int flags) {
-  static const auto f = MOAT_CURL(curl_url_set);
-  return f(u, what, part, flags);
-}
+MOAT_CURL_FN(CURLcode, curl_global_init, (long flags), (flags))
+MOAT_CURL_FN(CURL*, curl_easy_init, (void), ())
+MOAT_CURL_FN(void, curl_easy_cleanup, (CURL* c), (c))
+MOAT_CURL_FN(CURLcode, curl_easy_perform, (CURL* c), (c))
+MOAT_CURL_FN(const char*, curl_easy_strerror, (CURLcode e), (e))
+MOAT_CURL_FN(char*, curl_easy_escape, (CURL* c, const char* s, int n), (c, s, n))
+MOAT_CURL_FN(void, curl_free, (void* p), (p))
+MOAT_CURL_FN(curl_slist*, curl_slist_append, (curl_slist* l, const char* s), (l, s))
+MOAT_CURL_FN(void, curl_slist_free_all, (curl_slist* l), (l))
+MOAT_CURL_FN(CURLSH*, curl_share_init, (void), ())
+MOAT_CURL_FN(CURLU*, curl_url, (void), ())
+MOAT_CURL_FN(void, curl_url_cleanup, (CURLU* u), (u))
+MOAT_CURL_FN(CURLUcode, curl_url_get, (CURLU* u, CURLUPart what, char** part, unsigned int flags), (u, what, part, flags))
+MOAT_CURL_FN(CURLUcode, curl_url_set, (CURLU* u, CURLUPart what, const char* part, unsigned int flags), (u, what, part, flags))
 
 // The variadic ones take exactly one argument after the option, whose type
 // the option's number gives (curl.h: CURLOPTTYPE_*); it is read with that

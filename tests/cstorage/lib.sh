@@ -21,7 +21,7 @@ bash "$LIB/rootless-users.sh"
 
 W=$(mktemp -d /tmp/moat-cs-"$TEST_NAME".XXXXXX)
 chmod 0755 "$W"
-U=moat-subuid
+U=${CS_USER:-moat-subuid}  # test-single.sh: moat-single (no subordinate ids)
 cleanup() {
   # podman's files under $W belong to the user's subordinate ids: remove them from its namespace.
   if [[ -d $W/u ]]; then
@@ -45,7 +45,7 @@ mkdir -p "$W/u/config/containers" "$W/u/data" "$W/u/out" "$W/u/xdg"
 chown -R $U: "$W/u"
 chmod 0700 "$W/u/xdg"
 
-# as_user CMD...: CMD as moat-subuid with this test's podman world.
+# as_user CMD...: CMD as the test user ($U) with this test's podman world.
 as_user() {
   (cd "$W" && "$LIB/as-user.sh" $U env XDG_DATA_HOME="$W/u/data" XDG_CONFIG_HOME="$W/u/config" \
     XDG_RUNTIME_DIR="$W/u/xdg" ${CS_ENV:-} "$@")

@@ -349,10 +349,8 @@ int cmd_scan(const ScanArgs& a, const Common& o) {
     if (!cs) return report_error(a.image, cs.error());
     config_secrets = std::move(cs).value();
   }
-  const ImageRecord shown = redact_history(*rec, **scanner);
+  const ImageRecord shown = redact_for_report(*rec, **scanner);
   r.image = shown;
-  for (auto& f : config_secrets)
-    if (f.layer && f.layer->index < shown.layers.size()) f.layer->created_by = shown.layers[f.layer->index].created_by;
 
   // The view: the userspace merge already is one; an overlay scan builds it
   // from the indexes for the metadata truth.

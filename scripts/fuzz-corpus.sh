@@ -85,7 +85,8 @@ EOF
 # ---- per-target folders ----
 for t in unpack_tar unpack_compressed oci_layout docker_manifest image_archive dpkg apk rpm_header rpm_sqlite rpm_bdb \
          accounts moatignore secret_rules secret_scan small_formats \
-         registry_auth registry_manifest registries_conf cstorage_json tar_split trust_policy registries_d signature; do
+         registry_auth registry_manifest registries_conf cstorage_json tar_split trust_policy registries_d signature \
+         image_config; do
   mkdir -p "$OUT/$t"
   [[ -d $ROOT/tests/fuzz/seeds/$t ]] && cp "$ROOT"/tests/fuzz/seeds/$t/* "$OUT/$t/" 2>/dev/null || true
 done
@@ -228,6 +229,19 @@ for f in sorted(os.listdir(sd)):
         if k % 4 == 0: put("secret_rules", f"rule-{r['id']}", json.dumps(one))
         for i, ex in enumerate(r.get("examples", []) + r.get("negative_examples", [])):
             put("secret_scan", f"{r['id']}-{i}", ex["text"] if isinstance(ex, dict) else ex)
+        # One image config per rule (image_config): its first example where a
+        # report prints config text (User, an Env name, a label key, history).
+        exs = r.get("examples", [])
+        if exs:
+            t = exs[0]["text"] if isinstance(exs[0], dict) else exs[0]
+            where = k % 4
+            cfg = {"architecture": "amd64", "os": "linux", "config": {"User": "root:" + t if where == 0 else "app",
+                   "Env": ["PATH=/usr/bin", (t if where == 1 else "TOKEN") + "=" + t],
+                   "Labels": {(t if where == 2 else "org.example.key"): t}, "ExposedPorts": {"22/tcp": {}}},
+                   "rootfs": {"type": "layers", "diff_ids": ["sha256:" + "a" * 64]},
+                   "history": [{"created_by": "RUN sudo curl -H 'Authorization: " + t + "' https://x" if where == 3
+                                else "ADD https://example.com/a.tgz /"}]}
+            put("image_config", f"rule-{r['id']}", json.dumps(cfg))
 
 # ELF section tables (rules/secrets/elf_code.h): little-endian ELF64 and
 # big-endian ELF32, each with a 4 KiB code section, a data section and a

@@ -36,12 +36,13 @@ SEED=${FUZZ_SEED:-}             # libFuzzer's -seed (empty: libFuzzer picks one 
 
 TARGETS=(unpack_tar unpack_compressed oci_layout docker_manifest image_archive dpkg apk rpm_header rpm_sqlite rpm_bdb
          accounts moatignore secret_rules secret_scan small_formats
-         registry_auth registry_manifest registries_conf cstorage_json tar_split trust_policy registries_d signature)
+         registry_auth registry_manifest registries_conf cstorage_json tar_split trust_policy registries_d signature
+         image_config)
 dict_of() {
   case $1 in
     unpack_tar|unpack_compressed) echo tar ;;
     image_archive) echo tar json ;;
-    oci_layout|docker_manifest|registry_manifest) echo json ;;
+    oci_layout|docker_manifest|registry_manifest|image_config) echo json ;;
     registry_auth) echo registry ;;
     registries_conf) echo registries_conf ;;
     cstorage_json) echo cstorage ;;

@@ -14,6 +14,7 @@
 #include <tuple>
 
 #include "rules/secrets/engine.h"
+#include "scanner/checks/secret_scan.h"
 #include "storage/fd.h"
 #include "storage/fsutil.h"
 
@@ -201,7 +202,8 @@ std::vector<std::pair<size_t, size_t>> credential_spans(std::string_view text) {
   return out;
 }
 
-std::vector<Finding> env_credential_findings(const nlohmann::json& env, const std::vector<std::string>& reported) {
+std::vector<Finding> env_credential_findings(const nlohmann::json& env, const std::vector<std::string>& reported,
+                                             const secrets::SecretScanner& scanner) {
   static const RE2 kCredName(
       "(?i)(?:password|passwd|passphrase|secret|token|api_?key|access_?key|auth_?key|private_?key|credential|"
       "(?:^|_)pwd(?:_|$))");
@@ -244,7 +246,7 @@ std::vector<Finding> env_credential_findings(const nlohmann::json& env, const st
     f.config_field = "Env";
     f.secret = SecretInfo{f.rule_id, secrets::redact(value), 0};
     f.detail = "Env " + name + "\n" + secrets::fingerprint(f.rule_id, value);
-    f.message = "Env " + printable(name, 128) + " is named like a credential and has a value set in the image (" +
+    f.message = "Env " + printable(redact_text(name, scanner), 128) + " is named like a credential and has a value set in the image (" +
                 std::string(sev == Severity::High ? "long, random-looking" : sev == Severity::Medium ? "8+ characters" : "short") + ")";
     finalize_finding(f);
     out.push_back(std::move(f));

@@ -28,6 +28,10 @@
 #include "scanner/image/packages.h"
 #include "storage/store.h"
 
+namespace moat::secrets {
+class SecretScanner;
+}
+
 namespace moat {
 
 // Lowers to info the secret findings in unchanged package files (and their
@@ -48,7 +52,8 @@ std::vector<std::pair<size_t, size_t>> credential_spans(std::string_view text);
 
 // Findings (rule config.env-credential, category secret, target config) for
 // Env entries named like credentials. `reported` holds the Env names a rule
-// already reported.
-std::vector<Finding> env_credential_findings(const nlohmann::json& env, const std::vector<std::string>& reported);
+// already reported; `scanner` redacts a secret in a name the message prints.
+std::vector<Finding> env_credential_findings(const nlohmann::json& env, const std::vector<std::string>& reported,
+                                             const secrets::SecretScanner& scanner);
 
 }  // namespace moat

@@ -373,17 +373,25 @@ Result<std::vector<Finding>> config_secret_findings(const ImageRecord& img, cons
       if (e.is_string()) {
         std::string s = e.get<std::string>();
         size_t before = out.size();
-        MOAT_TRY(scan(s, "Env", "Env " + printable(s.substr(0, s.find('=')), 128), std::nullopt));
+        // The name is printed: a token pasted as a name is redacted there too.
+        MOAT_TRY(scan(s, "Env", "Env " + printable(redact_text(s.substr(0, s.find('=')), scanner), 128), std::nullopt));
         if (out.size() != before) reported.push_back(s.substr(0, s.find('=')));
       }
-    for (auto& f : env_credential_findings(c["Env"], reported)) out.push_back(std::move(f));
+    for (auto& f : env_credential_findings(c["Env"], reported, scanner)) out.push_back(std::move(f));
   }
   if (c.contains("Labels") && c["Labels"].is_object())
     for (const auto& [k, v] : c["Labels"].items())
-      if (v.is_string()) MOAT_TRY(scan(k + "=" + v.get<std::string>(), "Labels", "label " + printable(k, 128), std::nullopt));
+      if (v.is_string())
+        MOAT_TRY(scan(k + "=" + v.get<std::string>(), "Labels", "label " + printable(redact_text(k, scanner), 128), std::nullopt));
 
-  for (const HistoryStep& h : history_steps(img, cfg))
-    MOAT_TRY(scan(h.created_by, "History", "history step " + std::to_string(h.index), h.layer));
+  // The User is printed by config-runs-as-root; "root:TOKEN" ships the token too.
+  if (c.contains("User") && c["User"].is_string()) MOAT_TRY(scan(c["User"].get<std::string>(), "User", "User", std::nullopt));
+  for (const HistoryStep& h : history_steps(img, cfg)) {
+    // The finding's layer reference prints the layer's created_by: redacted, as in redact_for_report().
+    std::optional<LayerRef> layer = h.layer;
+    if (layer) layer->created_by = redact_text(layer->created_by, scanner);
+    MOAT_TRY(scan(h.created_by, "History", "history step " + std::to_string(h.index), layer));
+  }
   return out;
 }
 
@@ -415,7 +423,7 @@ std::string redact_text(const std::string& text, const secrets::SecretScanner& s
   return out;
 }
 
-ImageRecord redact_history(const ImageRecord& img, const secrets::SecretScanner& scanner) {
+ImageRecord redact_for_report(const ImageRecord& img, const secrets::SecretScanner& scanner) {
   ImageRecord out = img;
   std::map<std::string, std::string> changed;
   auto fix = [&](const std::string& s) {
@@ -426,13 +434,17 @@ ImageRecord redact_history(const ImageRecord& img, const secrets::SecretScanner&
   for (auto& l : out.layers) l.created_by = fix(l.created_by);
   if (!img.config.empty()) {
     json cfg = json::parse(img.config, nullptr, false);
-    if (cfg.is_object() && cfg.contains("history") && cfg["history"].is_array()) {
+    if (cfg.is_object()) {
       bool any = false;
-      for (auto& h : cfg["history"])
-        if (h.is_object() && h.contains("created_by") && h["created_by"].is_string()) {
-          std::string was = h["created_by"].get<std::string>(), now = fix(was);
-          if (now != was) h["created_by"] = now, any = true;
-        }
+      auto fix_field = [&](json& j, const char* key) {
+        if (!j.is_object() || !j.contains(key) || !j[key].is_string()) return;
+        std::string was = j[key].get<std::string>(), now = fix(was);
+        if (now != was) j[key] = now, any = true;
+      };
+      if (cfg.contains("history") && cfg["history"].is_array())
+        for (auto& h : cfg["history"]) fix_field(h, "created_by");
+      // config-runs-as-root prints the User ("root:TOKEN" is still root).
+      if (cfg.contains("config")) fix_field(cfg["config"], "User");
       // The record's config is only read by the checks from here on; its
       // digest was verified at pull time against the original bytes.
       if (any) out.config = cfg.dump(-1, ' ', false, json::error_handler_t::replace);

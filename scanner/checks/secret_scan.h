@@ -82,7 +82,7 @@ struct SecretScanContext {
 // for copies a later layer removed or replaced, plus the config's.
 Result<std::vector<Finding>> secret_findings(const SecretScanContext& ctx, std::vector<std::string>& errors);
 
-// The image config's Env values, Labels and history lines (target config).
+// The image config's Env entries, Labels, User and history lines (target config).
 Result<std::vector<Finding>> config_secret_findings(const ImageRecord& img, const secrets::SecretScanner& scanner);
 
 // The history line a report may show: every secret the rules find in a
@@ -90,9 +90,10 @@ Result<std::vector<Finding>> config_secret_findings(const ImageRecord& img, cons
 // created_by, and a token passed with ARG or on a RUN line sits right there.
 std::string redact_text(const std::string& text, const secrets::SecretScanner& scanner);
 
-// `img` with every history created_by (in the config document and in the
-// layer records) passed through redact_text(): what the report, the config
-// checks and the layer references get, so no output holds a whole secret.
-ImageRecord redact_history(const ImageRecord& img, const secrets::SecretScanner& scanner);
+// `img` with every config text a report prints passed through redact_text():
+// each history created_by (in the config document and in the layer records)
+// and the config's User. It is what the report, the config checks and the
+// layer references get, so no output holds a whole secret.
+ImageRecord redact_for_report(const ImageRecord& img, const secrets::SecretScanner& scanner);
 
 }  // namespace moat

@@ -3,7 +3,7 @@
 # with planted secrets of a dozen kinds -- text files, an ELF-like binary, a
 # file deleted by a whiteout, a directory made opaque, a file replaced by a
 # later layer, a secret straddling the 64 KiB chunk boundary, one at the very
-# end of a 200 MiB file, Env, Labels, history (an ARG step without a layer and
+# end of a 200 MiB file, Env (a token as a name), Labels (one as a key), User ("root:TOKEN"), history (an ARG step without a layer and
 # a RUN step that made one) -- next to decoys that must stay silent
 # (AKIAIOSFODNN7EXAMPLE, xxxx and <your-token-here> placeholders, PEM public
 # keys and certificates, ssh-rsa public keys, os.environ reads, ${VAR}).
@@ -107,6 +107,10 @@ S["xoxp"] = "xoxp-" + rnd("xoxp1", 12, DIG) + "-" + rnd("xoxp2", 12, DIG) + "-" 
 S["dckr"] = "dckr_pat_" + rnd("dckr", 27, AN + "_-")
 S["hf"] = "hf_" + rnd("hf", 34, UP + LO)
 S["label_pw"] = rnd("labelpw", 20, AN)
+# Tokens where a name is printed: an Env name, a label key, the User.
+S["ghp_env_name"] = "ghp_" + rnd("ghp-env-name", 36, AN)
+S["ghp_label_key"] = "ghp_" + rnd("ghp-label-key", 36, AN)
+S["ghp_user"] = "ghp_" + rnd("ghp-user", 36, AN)
 
 # File content for the fixture: JSON text taken byte for byte (the fixture
 # does not decode escapes in content), so every byte must be ASCII; NUL and
@@ -298,11 +302,18 @@ EXPECT += [("huggingface.token", "History", None, False, S["hf"], None),
 env = ["PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin",
        "OPENAI_API_KEY=" + S["openai"],
        "GITHUB_TOKEN=<your-token-here>", "DB_PASSWORD=${DB_PASSWORD}", "AWS_ACCESS_KEY_ID=AKIAIOSFODNN7EXAMPLE"]
+env.append(S["ghp_env_name"] + "=1")
 EXPECT.append(("openai.api-key", "Env", None, False, S["openai"], None))
+EXPECT.append(("github.pat.classic", "Env", None, False, S["ghp_env_name"], None))
 labels = {"org.opencontainers.image.title": "billing",
           "org.opencontainers.image.source": f"https://ci-bot:{S['label_pw']}@git.corp.internal/platform/billing.git",
           "org.opencontainers.image.documentation": "https://user:password@git.corp.internal/docs"}
+labels[S["ghp_label_key"]] = "1"
 EXPECT.append(("url.credentials", "Labels", None, False, S["label_pw"], None))
+EXPECT.append(("github.pat.classic", "Labels", None, False, S["ghp_label_key"], None))
+# config-runs-as-root prints the User: "root:TOKEN" is root, and the token is reported and redacted.
+user = "root:" + S["ghp_user"]
+EXPECT.append(("github.pat.classic", "User", None, False, S["ghp_user"], None))
 
 # One finding per secret: the second rule that matches a token (npm_, auths) is generic and yields.
 ALSO = {}
@@ -313,7 +324,7 @@ def exp_json(rows):
 
 if MODE == "spec":
     spec1 = {"format": "oci", "tag": "latest", "layers": [layer0, layer1, layer2],
-             "config": {"Env": env, "Labels": labels, "User": "app"}, "history": history}
+             "config": {"Env": env, "Labels": labels, "User": user}, "history": history}
     spec2 = {"format": "oci", "tag": "latest",
              "layers": [layer0, layer1, {"created_by": "RUN true", "entries": [d("opt"), d("opt/app"),
                                                                        f("opt/app/VERSION", "2.0.0\n")]}]}

@@ -20,7 +20,7 @@ UNSHARE=(unshare -m)
 # lib_path SONAME: the file the loader's cache resolves SONAME to (x86-64 or the machine's).
 lib_path() {
   local p
-  p=$(ldconfig -p | awk -v so="$1" '$1 == so { print $NF; exit }')
+  p=$(PATH=$PATH:/sbin:/usr/sbin ldconfig -p | awk -v so="$1" '$1 == so { print $NF; exit }')
   [[ -n $p ]] || skip "$1 is not in the loader's cache"
   readlink -f "$p"
 }
@@ -37,10 +37,10 @@ hidden() {
     fail "moat $* with $lib hidden exited $rc, expected $want"
   fi
 }
-store_clean() {
+store_clean() {  # store_clean STORE: a failed command left nothing in STORE
   local d
   for d in layers images tmp; do
-    [[ ! -d $S/$d || -z $(ls -A "$S/$d") ]] || fail "a failed command left something in $S/$d: $(ls -A "$S/$d")"
+    [[ ! -d $1/$d || -z $(ls -A "$1/$d") ]] || fail "a failed command left something in $1/$d: $(ls -A "$1/$d")"
   done
 }
 
@@ -49,7 +49,7 @@ hidden libcurl.so.4 2 scan --store "$S" docker://127.0.0.1:1/img:1
 expect_err '^moat: error: talking to a registry .* needs libcurl\.so\.4, which cannot be loaded: .*file too short'
 expect_err 'apt-get install libcurl4'
 [[ ! -s $WORK/out ]] || fail "a failed scan printed a report"
-store_clean
+store_clean "$S"
 
 note "libcurl hidden: a local scan needs no libcurl and still works"
 hidden libcurl.so.4 1 scan --store "$S" --checks setuid --format json "oci:$IMAGES/layout:v1"
@@ -66,12 +66,12 @@ cat >"$WORK/policy.json" <<EOF
 {"default": [{"type": "reject"}],
  "transports": {"dir": {"": [{"type": "signedBy", "keyType": "GPGKeys", "keyPath": "$WORK/key.gpg"}]}}}
 EOF
-rm -rf "$S"
+S=$WORK/store2  # a fresh store: nothing may be left in it
 hidden libgpgme.so.11 2 scan --store "$S" --policy "$WORK/policy.json" "dir:$WORK/signed"
 expect_err '^moat: error: checking an OpenPGP signature needs libgpgme\.so\.11, which cannot be loaded'
 expect_err 'apt-get install libgpgme11'
 [[ ! -s $WORK/out ]] || fail "a failed scan printed a report"
-store_clean
+store_clean "$S"
 
 note "gpgme present: the same scan reaches gpgme, which reads the (empty) key file"
 run_moat 2 scan --store "$S" --policy "$WORK/policy.json" "dir:$WORK/signed"

@@ -83,10 +83,7 @@ for fmt, name in ((tarfile.PAX_FORMAT, "pax"), (tarfile.GNU_FORMAT, "gnu")):
 EOF
 
 # ---- per-target folders ----
-for t in unpack_tar unpack_compressed oci_layout docker_manifest image_archive dpkg apk rpm_header rpm_sqlite rpm_bdb \
-         accounts moatignore secret_rules secret_scan small_formats \
-         registry_auth registry_manifest registries_conf cstorage_json tar_split trust_policy registries_d signature \
-         image_config; do
+for t in $(bash "$ROOT/scripts/fuzz.sh" --list); do  # the one list of targets
   mkdir -p "$OUT/$t"
   [[ -d $ROOT/tests/fuzz/seeds/$t ]] && cp "$ROOT"/tests/fuzz/seeds/$t/* "$OUT/$t/" 2>/dev/null || true
 done

@@ -31,6 +31,9 @@ note "podman's image, read by moat as a user without subordinate ids"
 moat_u 0 scan --store "$W/u/s1" --fail-on none --format json -o "$W/u/out/cs.json" moat-test/demo:1
 same_findings "$W/u/out/oci.json" "$W/u/out/cs.json"
 [[ $(jq -r .scan.id_mapping "$W/u/out/cs.json") == single ]] || fail "id_mapping: $(jq -c .scan "$W/u/out/cs.json")"
+# On disk every file is the user's; the report must still show the image's other owners.
+owners=$(jq -r '[.findings[] | select(.owner != null) | .owner.uid] | unique | map(tostring) | join(" ")' "$W/u/out/cs.json")
+[[ $owners == *" "* ]] || fail "only one owner in the report ($owners): the image's owners were not read from the tar-split"
 all_setuid() { jq -r '.findings[] | select(.category == "setuid" and .deleted == false) | .path' "$1" | sort -u; }
 podman_setuid_any() {
   as_user podman unshare sh -c 'm=$(podman image mount "$1") && cd "$m" && find . -perm -4000 | sed "s/^\.//" | sort -u; podman image unmount "$1" >/dev/null' sh "$1" 2>/dev/null

@@ -96,3 +96,23 @@ podman_setuid() {
 top_layer() {
   jq -r --arg n "$3" '.[] | select(.names | index($n)) | .layer' "$1/$2-images/images.json"
 }
+
+# built_setuid_image: buildah commits moat-test/built:1 from moat-test/demo:1
+# with a setuid-root /usr/bin/moat-suid-tool (a layer c/storage makes from a
+# container's diff); moat scans it from the store ($W/u/out/built-cs.json)
+# and from skopeo's OCI export ($W/u/out/built-oci.json), and the two agree.
+built_setuid_image() {
+  cp /bin/true "$W/pub/tool"
+  chmod 0755 "$W/pub/tool"
+  local ctr
+  ctr=$(as_user buildah from -q localhost/moat-test/demo:1 2>/dev/null)
+  as_user buildah copy --chmod 4755 --chown 0:0 "$ctr" "$W/pub/tool" /usr/bin/moat-suid-tool >/dev/null 2>&1
+  as_user buildah config --user 1000 "$ctr" >/dev/null 2>&1
+  as_user buildah commit -q "$ctr" moat-test/built:1 >/dev/null 2>&1
+  as_user buildah rm "$ctr" >/dev/null 2>&1
+  as_user skopeo copy -q containers-storage:localhost/moat-test/built:1 "oci:$W/u/built:1" 2>/dev/null ||
+    fail "skopeo could not export buildah's image"
+  moat_u 0 scan --store "$W/u/ref.store" --fail-on none --format json -o "$W/u/out/built-oci.json" "oci:$W/u/built:1"
+  moat_u 0 scan --store "$W/u/s1" --fail-on none --format json -o "$W/u/out/built-cs.json" containers-storage:moat-test/built:1
+  same_findings_reblobbed "$W/u/out/built-oci.json" "$W/u/out/built-cs.json"
+}

@@ -42,17 +42,7 @@ podman_setuid_any() {
 diff <(all_setuid "$W/u/out/cs.json") <(podman_setuid_any moat-test/demo:1) >&2 || fail "setuid files differ from podman image mount"
 
 note "buildah's image: a committed layer with a setuid binary"
-cp /bin/true "$W/pub/tool"
-chmod 0755 "$W/pub/tool"
-ctr=$(as_user buildah from -q localhost/moat-test/demo:1 2>/dev/null)
-as_user buildah copy --chmod 4755 "$ctr" "$W/pub/tool" /usr/bin/moat-suid-tool >/dev/null 2>&1
-as_user buildah commit -q "$ctr" moat-test/built:1 >/dev/null 2>&1
-as_user buildah rm "$ctr" >/dev/null 2>&1
-as_user skopeo copy -q containers-storage:localhost/moat-test/built:1 "oci:$W/u/built:1" 2>/dev/null ||
-  fail "skopeo could not export buildah's image"
-moat_u 0 scan --store "$W/u/ref.store" --fail-on none --format json -o "$W/u/out/built-oci.json" "oci:$W/u/built:1"
-moat_u 0 scan --store "$W/u/s1" --fail-on none --format json -o "$W/u/out/built-cs.json" containers-storage:moat-test/built:1
-same_findings_reblobbed "$W/u/out/built-oci.json" "$W/u/out/built-cs.json"
+built_setuid_image
 all_setuid "$W/u/out/built-cs.json" | grep -qx /usr/bin/moat-suid-tool || fail "buildah's setuid file is not reported"
 diff <(all_setuid "$W/u/out/built-cs.json") <(podman_setuid_any moat-test/built:1) >&2 || fail "setuid files differ from podman image mount"
 echo "PASS: $TEST_NAME"

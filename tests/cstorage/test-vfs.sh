@@ -36,18 +36,7 @@ rc=0; as_user env MOAT_USERNS_STORE=0 "$W/moat" scan --store "$W/u/s0" moat-test
 [[ $rc -eq 2 ]] && grep -q "subordinate ids" "$W/err" || fail "MOAT_USERNS_STORE=0: rc $rc: $(cat "$W/err")"
 
 note "buildah's image: a committed layer with a setuid binary"
-cp /bin/true "$W/pub/tool"
-chmod 0755 "$W/pub/tool"
-ctr=$(as_user buildah from -q localhost/moat-test/demo:1 2>/dev/null)
-as_user buildah copy --chmod 4755 --chown 0:0 "$ctr" "$W/pub/tool" /usr/bin/moat-suid-tool >/dev/null 2>&1
-as_user buildah config --user 1000 "$ctr" >/dev/null 2>&1
-as_user buildah commit -q "$ctr" moat-test/built:1 >/dev/null 2>&1
-as_user buildah rm "$ctr" >/dev/null 2>&1
-as_user skopeo copy -q containers-storage:localhost/moat-test/built:1 "oci:$W/u/built:1" 2>/dev/null ||
-  fail "skopeo could not export buildah's image"
-moat_u 0 scan --store "$W/u/ref.store" --fail-on none --format json -o "$W/u/out/built-oci.json" "oci:$W/u/built:1"
-moat_u 0 scan --store "$W/u/s1" --fail-on none --format json -o "$W/u/out/built-cs.json" containers-storage:moat-test/built:1
-same_findings_reblobbed "$W/u/out/built-oci.json" "$W/u/out/built-cs.json"
+built_setuid_image
 setuid_paths "$W/u/out/built-cs.json" | grep -qx /usr/bin/moat-suid-tool || fail "buildah's setuid file is not reported"
 diff <(setuid_paths "$W/u/out/built-cs.json") <(podman_setuid moat-test/built:1) >&2 || fail "setuid files differ from podman image mount"
 # The base layers were already in moat's store: only buildah's layer was read.

@@ -21,6 +21,7 @@
 #include "scanner/checks/secret_scan.h"
 #include "scanner/report/report.h"
 #include "scanner/report/sarif.h"
+#include "tests/fuzz/builtin_scanner.h"
 #include "tests/fuzz/fuzz_util.h"
 
 using namespace moat;
@@ -28,16 +29,7 @@ using json = nlohmann::json;
 
 namespace {
 
-const secrets::SecretScanner& scanner() {
-  static std::unique_ptr<secrets::SecretScanner> s = [] {
-    auto rules = secrets::load_builtin_rules();
-    MOAT_FUZZ_ASSERT(rules.ok(), "built-in rules do not load");
-    auto sc = secrets::SecretScanner::create(std::move(*rules));
-    MOAT_FUZZ_ASSERT(sc.ok(), "built-in rules do not compile");
-    return std::move(*sc);
-  }();
-  return *s;
-}
+const secrets::SecretScanner& scanner() { return fuzz::builtin_scanner(); }
 
 // Every string of the document, keys included (at most `limit`).
 void strings_of(const json& j, std::vector<std::string>& out, size_t limit) {

@@ -8,22 +8,14 @@
 // occur elsewhere in the input, outside every finding).
 #include "rules/secrets/engine.h"
 #include "scanner/checks/secret_scan.h"
+#include "tests/fuzz/builtin_scanner.h"
 #include "tests/fuzz/fuzz_util.h"
 
 using namespace moat;
 
 namespace {
 
-const secrets::SecretScanner& scanner() {
-  static std::unique_ptr<secrets::SecretScanner> s = [] {
-    auto rules = secrets::load_builtin_rules();
-    MOAT_FUZZ_ASSERT(rules.ok(), "built-in rules do not load");
-    auto sc = secrets::SecretScanner::create(std::move(*rules));
-    MOAT_FUZZ_ASSERT(sc.ok(), "built-in rules do not compile");
-    return std::move(*sc);
-  }();
-  return *s;
-}
+const secrets::SecretScanner& scanner() { return fuzz::builtin_scanner(); }
 
 }  // namespace
 

@@ -383,6 +383,8 @@ int cmd_scan(const ScanArgs& a, const Common& o) {
   if (o.verbose)
     for (const auto& e : ign.unused) std::fprintf(stderr, "moat: ignore entry %s matched nothing\n", e.describe().c_str());
   r.findings = std::move(ign.kept);
+  // After the ignores, which match the real paths.
+  redact_findings(r.findings, r.errors, **scanner);
   if (trusted)
     if (auto tf = trust::trust_finding(*trusted)) r.findings.push_back(std::move(*tf));
   r.suppressed = ign.suppressed.size();

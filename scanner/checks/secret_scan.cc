@@ -395,17 +395,18 @@ Result<std::vector<Finding>> config_secret_findings(const ImageRecord& img, cons
   return out;
 }
 
-std::string redact_text(const std::string& text, const secrets::SecretScanner& scanner) {
+std::string redact_text(const std::string& text, const secrets::SecretScanner& scanner, bool credential_values) {
   std::vector<std::pair<uint64_t, uint64_t>> spans;  // [begin, end) of each secret
   auto st = scanner.scan_buffer(text.data(), text.size(), [&](const secrets::SecretFinding& s) {
     spans.emplace_back(s.offset, s.offset + s.length);
     return secrets::SinkAction::kContinue;
   });
   // A line the engine cannot scan is not shown at all rather than shown whole.
-  if (!st) return "(history line withheld: " + st.error().describe() + ")";
+  if (!st) return "(text withheld: " + st.error().describe() + ")";
   // Values behind credential-looking names and flags, whether or not a rule
   // reported them (scanner/checks/secret_context.h).
-  for (const auto& sp : credential_spans(text)) spans.push_back(sp);
+  if (credential_values)
+    for (const auto& sp : credential_spans(text)) spans.push_back(sp);
   if (spans.empty()) return text;
   std::sort(spans.begin(), spans.end());
   std::string out;
@@ -421,6 +422,27 @@ std::string redact_text(const std::string& text, const secrets::SecretScanner& s
   }
   out.append(text, pos, std::string::npos);
   return out;
+}
+
+void redact_findings(std::vector<Finding>& findings, std::vector<std::string>& errors,
+                     const secrets::SecretScanner& scanner) {
+  // An image with 100,000 world-writable files has as many findings, nearly
+  // all of distinct paths: scanned in parallel (the engine keeps a scratch
+  // per thread), not through a shared cache.
+  auto fix = [&](std::string& s) {
+    if (!s.empty()) s = redact_text(s, scanner, false);
+  };
+  tbb::parallel_for(size_t{0}, findings.size(), [&](size_t i) {
+    Finding& f = findings[i];
+    fix(f.path);
+    fix(f.message);
+    fix(f.package);
+    if (f.owner) {
+      if (f.owner->user) fix(*f.owner->user);
+      if (f.owner->group) fix(*f.owner->group);
+    }
+  });
+  for (std::string& e : errors) fix(e);
 }
 
 ImageRecord redact_for_report(const ImageRecord& img, const secrets::SecretScanner& scanner) {

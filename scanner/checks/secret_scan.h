@@ -88,7 +88,18 @@ Result<std::vector<Finding>> config_secret_findings(const ImageRecord& img, cons
 // The history line a report may show: every secret the rules find in a
 // created_by replaced by its redacted form. The report prints each layer's
 // created_by, and a token passed with ARG or on a RUN line sits right there.
-std::string redact_text(const std::string& text, const secrets::SecretScanner& scanner);
+// `credential_values`: also the values behind credential-looking names and
+// flags ("--password X", "TOKEN=X"), right for a command line; off for prose.
+std::string redact_text(const std::string& text, const secrets::SecretScanner& scanner, bool credential_values = true);
+
+// Every finding's text that came from the image -- its path, its message
+// (which names the path, an account, a package), owner names, package --
+// and every error line, with each rule match redacted. No rule reports a
+// path, but a token pasted into a file or account name is printed wherever
+// a finding names it. Fingerprints are kept (they hash the real path, so
+// .moatignore entries and baselines still match).
+void redact_findings(std::vector<Finding>& findings, std::vector<std::string>& errors,
+                     const secrets::SecretScanner& scanner);
 
 // `img` with every config text a report prints passed through redact_text():
 // each history created_by (in the config document and in the layer records)

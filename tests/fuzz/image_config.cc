@@ -2,7 +2,8 @@
 // it after the pull (scanner/main.cc): config_secret_findings() (Env values,
 // Labels, every history created_by), redact_for_report(), config_findings()
 // (User, ExposedPorts, Healthcheck, ADD from a URL, sudo) on the redacted
-// record, and the three report writers (JSON, SARIF, table) over the result.
+// record, redact_findings() over them all, and the three report writers
+// (JSON, SARIF, table) over the result.
 //
 // Input: the config JSON. The layer records get the created_by of each
 // history step that made a layer, as the pull gives them (storage/image.cc,
@@ -102,6 +103,7 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
   r.image = shown;
   r.findings = std::move(*secrets_in_config);
   for (auto& f : *config) r.findings.push_back(std::move(f));
+  redact_findings(r.findings, r.errors, scanner());
   const std::string out_json = report_json(r), out_sarif = report_sarif(r, pol);
   const std::string out_table = report_table(r, TableOptions{false, true, 100});
   MOAT_FUZZ_ASSERT(!json::parse(out_json, nullptr, false).is_discarded(), "the JSON report is not JSON");

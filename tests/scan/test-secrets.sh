@@ -3,7 +3,8 @@
 # with planted secrets of a dozen kinds -- text files, an ELF-like binary, a
 # file deleted by a whiteout, a directory made opaque, a file replaced by a
 # later layer, a secret straddling the 64 KiB chunk boundary, one at the very
-# end of a 200 MiB file, Env (a token as a name), Labels (one as a key), User ("root:TOKEN"), history (an ARG step without a layer and
+# end of a 200 MiB file, Env (a token as a name), Labels (one as a key), User ("root:TOKEN"), a directory
+# and an account named by a token (printed by the setuid and uid-0 findings), history (an ARG step without a layer and
 # a RUN step that made one) -- next to decoys that must stay silent
 # (AKIAIOSFODNN7EXAMPLE, xxxx and <your-token-here> placeholders, PEM public
 # keys and certificates, ssh-rsa public keys, os.environ reads, ${VAR}).
@@ -111,6 +112,10 @@ S["label_pw"] = rnd("labelpw", 20, AN)
 S["ghp_env_name"] = "ghp_" + rnd("ghp-env-name", 36, AN)
 S["ghp_label_key"] = "ghp_" + rnd("ghp-label-key", 36, AN)
 S["ghp_user"] = "ghp_" + rnd("ghp-user", 36, AN)
+# Tokens in names no rule reads, printed by other checks' findings: a
+# directory (a setuid binary's path) and an account (uid 0).
+S["ghp_path"] = "ghp_" + rnd("ghp-path", 36, AN)
+S["ghp_account"] = "ghp_" + rnd("ghp-account", 36, AN)
 
 # File content for the fixture: JSON text taken byte for byte (the fixture
 # does not decode escapes in content), so every byte must be ASCII; NUL and
@@ -273,7 +278,11 @@ layer2 = {"created_by": "RUN cleanup", "entries": [
     d("etc"), d("etc/app"),
     {"path": "etc/app/.wh..wh..opq", "content": ""},         # opaque dir: layer 1's mail.conf is gone
     f("etc/app/mail.conf", "[smtp]\nhost = smtp.corp.internal\npassword_file = /run/secrets/smtp\n"),
+    d("opt/" + S["ghp_path"]), f("opt/" + S["ghp_path"] + "/tool", "\x7fELF tool\n", "4755"),
+    f("etc/passwd", "root:x:0:0:root:/root:/bin/sh\n" + S["ghp_account"] + ":x:0:0::/:/bin/sh\n"),
 ]}
+# The account's line is scanned as any file's is.
+EXPECT.append(("github.pat.classic", "/etc/passwd", 2, False, S["ghp_account"], 2))
 
 # ---------------------------------------------------------------- layer 3 (appended by "biglayer")
 BIG_PATH = "var/log/app/trace.log"
@@ -620,6 +629,14 @@ for u in moat-subuid moat-single; do
   [[ $base1 == "$base2" ]] || fail "the two images do not share their base layers: $base1 vs $base2"
 done
 check same "$G/moat-subuid.1.json" "$G/moat-single.1.json" "moat-subuid vs moat-single"
+
+note "a token in a path and in an account name: the findings are still there, redacted (the leak check below)"
+for u in moat-subuid moat-single; do
+  jq -e '[.findings[] | select(.rule_id == "setuid-unpackaged" and (.path | test("^/opt/ghp_[^/]*/tool$")))] | length == 1' \
+    "$G/$u.1.json" >/dev/null || { echo "$u: no setuid finding for /opt/ghp_…/tool"; bad=$((bad + 1)); }
+  jq -e '[.findings[] | select(.rule_id == "account-extra-uid0" and (.message | contains("ghp_")))] | length == 1' \
+    "$G/$u.1.json" >/dev/null || { echo "$u: no uid-0 finding for the ghp_… account"; bad=$((bad + 1)); }
+done
 
 note "no whole secret in any output"
 check leaks "$G/secrets.txt" "${outputs[@]}"

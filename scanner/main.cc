@@ -280,6 +280,12 @@ int cmd_scan(const ScanArgs& a, const Common& o) {
   auto scanner = secrets::SecretScanner::create(std::move(rules).value(), sopt);
   if (!scanner) return report_error("", scanner.error());
   if (o.verbose) std::fprintf(stderr, "moat: secret rules: %s\n", (*scanner)->database_note().c_str());
+  // From here an error can name an image's entry, file or account, and a
+  // token can be that name: the message goes through the engine too.
+  auto fail = [&](const std::string& image, Error e) {
+    e.message = redact_text(e.message, **scanner, false);
+    return report_error(image, e);
+  };
   // The secret scan of each layer starts as the layer lands (secret_prefetch.h),
   // overlapping the download of the others. Destroyed before the scanner and the store.
   std::optional<SecretPrefetch> prefetch;
@@ -322,7 +328,7 @@ int cmd_scan(const ScanArgs& a, const Common& o) {
     if (auto w = write_report(text, a.output); !w.ok()) return report_error("", w.error());
     return 1;  // enforcement the user asked for, whatever --fail-on says
   }
-  if (!rec) return report_error("", rec.error());
+  if (!rec) return fail("", rec.error());
   Report r;
   if (trusted) {
     r.scan.trust = trust::decision_name(trusted->decision);
@@ -337,7 +343,7 @@ int cmd_scan(const ScanArgs& a, const Common& o) {
   r.scan.rootless = geteuid() != 0 || in_moat_userns();
   auto mounted = *inplace ? in_place_mount(**inplace)
                           : run_scan_mount(*store, *rec, a.mount_mode, o.quiet, o.verbose);  // scanner/session/mount_cmd.h
-  if (!mounted) return report_error(a.image, mounted.error());
+  if (!mounted) return fail(a.image, mounted.error());
   r.scan.mode = mounted->mode;
   r.scan.id_mapping = mounted->id_mapping;
   for (const CheckInfo* c : *checks) r.scan.checks.emplace_back(c->id);
@@ -346,7 +352,7 @@ int cmd_scan(const ScanArgs& a, const Common& o) {
   std::vector<Finding> config_secrets;
   if (secrets_on) {
     auto cs = config_secret_findings(*rec, **scanner);
-    if (!cs) return report_error(a.image, cs.error());
+    if (!cs) return fail(a.image, cs.error());
     config_secrets = std::move(cs).value();
   }
   const ImageRecord shown = redact_for_report(*rec, **scanner);
@@ -357,7 +363,7 @@ int cmd_scan(const ScanArgs& a, const Common& o) {
   std::optional<MergedView> built;
   if (!mounted->view) {
     auto v = MergedView::build(*store, *rec);
-    if (!v) return report_error(a.image, v.error());
+    if (!v) return fail(a.image, v.error());
     built = std::move(v).value();
   }
   const MergedView& view = mounted->view ? *mounted->view : *built;
@@ -371,7 +377,7 @@ int cmd_scan(const ScanArgs& a, const Common& o) {
   if (*inplace) copt.in_place_index = &(*inplace)->index;
   auto run = run_checks(*store, shown, *mounted, view, *pol, copt);
   if (tty) std::fprintf(stderr, "\r\033[K");
-  if (!run) return report_error(a.image, run.error());
+  if (!run) return fail(a.image, run.error());
   for (auto& f : config_secrets) run->findings.push_back(std::move(f));
   mounted = Error{"ended"};  // the namespace is no longer needed
   for (auto& e : run->errors) r.errors.push_back(std::move(e));
@@ -409,11 +415,25 @@ int cmd_scan(const ScanArgs& a, const Common& o) {
   _exit(*status);
 }
 
+// A pull error can name an image's entry, and a token can be that name, as
+// in a scan's errors. `moat image pull` has no secret engine: it is made
+// (its database cached in the store) only when there is an error to print.
+Error redact_pull_error(Error e, const Store& store) {
+  auto rules = secrets::load_rules({}, {}, true);
+  if (!rules) return e;
+  secrets::SecretScanner::Options sopt;
+  sopt.cache_dir = store.root() + "/cache";
+  if (!make_dirs(sopt.cache_dir, 0700).ok()) sopt.cache_dir.clear();
+  auto scanner = secrets::SecretScanner::create(std::move(rules).value(), sopt);
+  if (scanner) e.message = redact_text(e.message, **scanner, false);
+  return e;
+}
+
 int cmd_pull(const std::string& image, const Common& o) {
   auto store = Store::open(o.store, Store::Lock::Shared);
   if (!store) return report_error("", store.error());
   auto rec = pull_image(image, o, *store);
-  if (!rec) return report_error("", rec.error());
+  if (!rec) return report_error("", redact_pull_error(rec.error(), *store));
   std::printf("%s\n", rec->id.c_str());
   return kExitClean;
 }

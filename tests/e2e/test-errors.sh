@@ -10,6 +10,7 @@
 #    docker-archives, as `podman save --multi-image-archive` does): no name
 #    lists the names and hints :NAME:TAG or :@N; both forms then work;
 #  - a missing blob, a corrupted blob, a truncated blob: exit 2 naming the layer;
+#  - a layer entry "../TOKEN": exit 2 naming the layer and the entry, the token redacted;
 #  - usage errors (unknown option, bad --format, bad --platform) exit 2, never 0/1.
 source "$(dirname "$0")/lib.sh"
 need skopeo python3
@@ -123,6 +124,39 @@ for what in missing corrupt truncate; do
   [[ ! -e $S/layers/$(skopeo_diffids "oci:$L:t" | sed -n 2p | cut -c8-) ]] || fail "$what: the damaged layer is in the store"
   [[ -z $(ls -A "$S/images") && -z $(ls -A "$S/tmp") ]] || fail "$what: a record or tmp/ leftovers after a failed pull"
 done
+
+note "a hostile entry named by a token: exit 2, the error names it redacted"
+skopeo copy -q "oci:$L:t" "oci:$WORK/tokname:t"
+tok="ghp_$(python3 -c 'import random; r = random.Random(7); print("".join(r.choice("abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789") for _ in range(36)))')"
+python3 - "$WORK/tokname" "../$tok" <<'EOF'
+import gzip, hashlib, io, json, sys, tarfile
+d, name = sys.argv[1:]
+def blob(dg): return d + "/blobs/sha256/" + dg[7:]
+def put(data):
+    dg = "sha256:" + hashlib.sha256(data).hexdigest()
+    open(blob(dg), "wb").write(data)
+    return dg, len(data)
+idx = json.load(open(d + "/index.json"))
+m = json.load(open(blob(idx["manifests"][0]["digest"])))
+c = json.load(open(blob(m["config"]["digest"])))
+buf = io.BytesIO()
+with tarfile.open(fileobj=buf, mode="w", format=tarfile.PAX_FORMAT) as t:
+    ti = tarfile.TarInfo(name); ti.size = 2
+    t.addfile(ti, io.BytesIO(b"x\n"))
+raw = buf.getvalue()
+gz = gzip.compress(raw, mtime=0)
+m["layers"][1]["digest"], m["layers"][1]["size"] = put(gz)
+m["layers"][1]["mediaType"] = "application/vnd.oci.image.layer.v1.tar+gzip"
+c["rootfs"]["diff_ids"][1] = "sha256:" + hashlib.sha256(raw).hexdigest()
+m["config"]["digest"], m["config"]["size"] = put(json.dumps(c).encode())
+idx["manifests"][0]["digest"], idx["manifests"][0]["size"] = put(json.dumps(m).encode())
+json.dump(idx, open(d + "/index.json", "w"))
+EOF
+fails "layer 1" "refused" "ghp_" -- scan --store "$S" "oci:$WORK/tokname:t"
+! grep -qF "$tok" "$WORK/err" || fail "the error printed the token whole: $(cat "$WORK/err")"
+[[ -z $(ls -A "$S/images") && -z $(ls -A "$S/tmp") ]] || fail "tokname: a record or tmp/ leftovers after a failed pull"
+fails "layer 1" "refused" "ghp_" -- image pull --store "$S" "oci:$WORK/tokname:t"
+! grep -qF "$tok" "$WORK/err" || fail "moat image pull printed the token whole: $(cat "$WORK/err")"
 
 note "usage errors"
 # CLI11 words these itself (no "moat: error:" prefix): a message and --help.

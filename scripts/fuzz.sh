@@ -34,7 +34,7 @@ MAX_EXECS=${FUZZ_MAX_EXECS:-0}  # stop a target after this many executions (0: n
 NICE=${FUZZ_NICE:-10}
 SEED=${FUZZ_SEED:-}             # libFuzzer's -seed (empty: libFuzzer picks one from the clock)
 
-TARGETS=(unpack_tar unpack_compressed oci_layout docker_manifest image_archive dpkg apk rpm_header rpm_sqlite rpm_bdb
+TARGETS=(unpack_tar unpack_compressed oci_layout docker_manifest image_archive dpkg apk rpm_header rpm_sqlite rpm_bdb rpm_ndb
          accounts moatignore secret_rules secret_scan small_formats
          registry_auth registry_manifest registries_conf cstorage_json tar_split trust_policy registries_d signature
          image_config)

@@ -20,11 +20,10 @@
 // apk (Alpine): /lib/apk/db/installed, blocks separated by blank lines with
 //   P: name, V: version, A: arch, F: directory (relative), R: file in the last
 //   F:, Z: checksum of the last R: ("Q1" + base64 SHA-1, "Q2" + base64 SHA-256).
-// rpm (Fedora, RHEL/UBI, CentOS, Amazon Linux): rpmdb.sqlite (rpm 4.16+) or
-//   the BerkeleyDB hash Packages (RHEL/CentOS 7-8, Amazon Linux 2) in
-//   /var/lib/rpm or /usr/lib/sysimage/rpm, one rpm header per package; see
-//   scanner/image/rpmdb.h. SUSE's ndb Packages.db is not read: an entry in
-//   db.errors says so, and setuid files on those images look unpackaged.
+// rpm (Fedora, RHEL/UBI, CentOS, Amazon Linux, SUSE): rpmdb.sqlite (rpm
+//   4.16+), the BerkeleyDB hash Packages (RHEL/CentOS 7-8, Amazon Linux 2) or
+//   the ndb Packages.db (SLES 15, openSUSE Leap 15) in /var/lib/rpm or
+//   /usr/lib/sysimage/rpm, one rpm header per package; see scanner/image/rpmdb.h.
 //
 // Merged /usr: on Debian 12 and later /bin, /sbin and /lib are symlinks into
 // /usr, but packages still list /bin/su. The walker sees /usr/bin/su. With

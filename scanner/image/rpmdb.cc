@@ -1,6 +1,7 @@
 #include "scanner/image/rpmdb.h"
 
 #include <sqlite3.h>
+#include <zlib.h>
 
 #include <algorithm>
 #include <cctype>
@@ -756,6 +757,86 @@ Status add_rpm_bdb(PackageDb& db, std::string_view bytes, const std::string& whe
   return {};
 }
 
+// ---- ndb Packages.db ---------------------------------------------------------------
+//
+// rpm's own "new database" (lib/backend/ndb/rpmpkg.c), SUSE's default: all
+// little-endian u32s. A 32-byte header: "RpmP" at 0, version 0 at 4, the
+// number of slot pages at 12. Then that many 4 KiB slot pages (the first
+// starting after the header) of 16-byte slots: "Slot", package index, block
+// offset, block count, in 16-byte blocks; offset 0 is a free slot. A package's
+// blocks hold a blob: head {"BlbS", package index, timestamp, length}, the
+// header blob (as in rpmdb.sqlite), zero padding, tail {adler32 of head, blob
+// and padding, length, "BlbE"}. As rpm: a slot without its magic, or a file
+// whose size is not whole blocks, makes the database unreadable (an Error);
+// a slot pointing outside the file or into the slot pages, and a blob whose
+// head, tail, length or checksum is wrong, is a db.errors entry and the other
+// packages still load. Blobs are views into the file: nothing is copied.
+
+namespace {
+
+uint32_t le32(std::string_view s, size_t at) {
+  auto* b = reinterpret_cast<const unsigned char*>(s.data() + at);
+  return uint32_t{b[3]} << 24 | uint32_t{b[2]} << 16 | uint32_t{b[1]} << 8 | b[0];
+}
+constexpr uint32_t fourcc(const char (&m)[5]) {
+  return uint32_t(uint8_t(m[0])) | uint32_t(uint8_t(m[1])) << 8 | uint32_t(uint8_t(m[2])) << 16 |
+         uint32_t(uint8_t(m[3])) << 24;
+}
+constexpr size_t kNdbHeader = 32, kNdbPage = 4096, kNdbSlot = 16, kNdbBlock = 16;
+constexpr size_t kNdbBlobHead = 16, kNdbBlobTail = 12;
+
+}  // namespace
+
+Status add_rpm_ndb(PackageDb& db, std::string_view bytes, const std::string& where) {
+  auto fail = [&](const std::string& what) { return Error{where + ": " + what}; };
+  if (bytes.size() < kNdbPage || le32(bytes, 0) != fourcc("RpmP"))
+    return fail("not an ndb rpm database (no \"RpmP\" header)");
+  if (uint32_t v = le32(bytes, 4); v != 0) return fail("unsupported ndb version " + std::to_string(v));
+  if (bytes.size() % kNdbBlock != 0)
+    return fail("its size (" + std::to_string(bytes.size()) + " bytes) is not whole 16-byte blocks: truncated?");
+  uint64_t pages = le32(bytes, 12);
+  if (pages == 0 || pages * kNdbPage > bytes.size())
+    return fail("it claims " + std::to_string(pages) + " slot pages, the file holds " +
+                std::to_string(bytes.size() / kNdbPage));
+  const uint64_t blocks = bytes.size() / kNdbBlock, first_blob = pages * kNdbPage / kNdbBlock;
+
+  HeaderSink sink(db, where);
+  for (size_t off = kNdbHeader; off < pages * kNdbPage; off += kNdbSlot) {
+    std::string_view slot = bytes.substr(off, kNdbSlot);
+    if (le32(slot, 0) != fourcc("Slot"))
+      return fail("slot " + std::to_string(off / kNdbSlot) + " has no \"Slot\" magic: not a well-formed database");
+    uint64_t idx = le32(slot, 4), blkoff = le32(slot, 8), blkcnt = le32(slot, 12);
+    if (blkoff == 0) continue;  // free
+    std::string id = "package #" + std::to_string(idx);
+    if (idx == 0 || blkoff < first_blob || blkcnt < 2 || blkoff + blkcnt > blocks) {
+      sink.note(id, "its slot points at blocks " + std::to_string(blkoff) + "+" + std::to_string(blkcnt) +
+                        ", not between the slot pages and the end of the file (" + std::to_string(blocks) +
+                        " blocks)");
+      continue;
+    }
+    std::string_view blk = bytes.substr(blkoff * kNdbBlock, blkcnt * kNdbBlock);
+    uint64_t len = le32(blk, 12);
+    if (le32(blk, 0) != fourcc("BlbS") || le32(blk, 4) != idx) {
+      sink.note(id, "its blocks do not start with its blob header");
+      continue;
+    }
+    if ((kNdbBlobHead + len + kNdbBlobTail + kNdbBlock - 1) / kNdbBlock != blkcnt) {
+      sink.note(id, "its blob of " + std::to_string(len) + " bytes does not fill its " + std::to_string(blkcnt) +
+                        " blocks");
+      continue;
+    }
+    std::string_view tail = blk.substr(blk.size() - kNdbBlobTail);
+    uLong adler = adler32(adler32(0, nullptr, 0), reinterpret_cast<const Bytef*>(blk.data()),
+                          static_cast<uInt>(blk.size() - kNdbBlobTail));
+    if (le32(tail, 8) != fourcc("BlbE") || le32(tail, 4) != len || le32(tail, 0) != adler) {
+      sink.note(id, "its blob's tail (length, adler32 checksum) does not match its contents");
+      continue;
+    }
+    if (!sink.add(id, blk.substr(kNdbBlobHead, len))) return {};
+  }
+  return {};
+}
+
 Status load_rpm_db(PackageDb& db, const ReadImageFile& read) {
   // (Results are kept whole, not unpacked into locals: GCC 12 with the
   // sanitizers warns falsely about a moved-from optional<string> in a loop.)
@@ -778,15 +859,10 @@ Status load_rpm_db(PackageDb& db, const ReadImageFile& read) {
     if (!r.ok()) return std::move(r).error();
     if (r->has_value()) return add_rpm_bdb(db, **r, path);
   }
-  // Exists: found, or there but unreadable (too large ...): either way not read.
-  for (const char* ndb : {"/var/lib/rpm/Packages.db", "/usr/lib/sysimage/rpm/Packages.db"}) {
-    auto r = read(ndb);
-    if (!r.ok() || r->has_value()) {
-      db.errors.push_back(std::string("rpm: ") + ndb +
-                          " is an ndb rpm database (SUSE), which moat does not read yet: setuid files look "
-                          "unpackaged and no file is integrity-checked");
-      return {};
-    }
+  for (const char* path : {"/var/lib/rpm/Packages.db", "/usr/lib/sysimage/rpm/Packages.db"}) {
+    auto r = read(path);
+    if (!r.ok()) return std::move(r).error();
+    if (r->has_value()) return add_rpm_ndb(db, **r, path);
   }
   return {};
 }

@@ -40,10 +40,13 @@
 //
 // BerkeleyDB `Packages` (rpm <= 4.15: RHEL/CentOS 7 and 8, Amazon Linux 2),
 // when there is no rpmdb.sqlite: a hash database whose values are the same
-// header blobs, read page by page here (see add_rpm_bdb in rpmdb.cc). Not
-// read: ndb `Packages.db` (SUSE): a db.errors entry says so (setuid files then
-// look unpackaged). A non-empty rpmdb.sqlite-wal (changes not yet
-// checkpointed) is not replayed: a db.errors entry says so.
+// header blobs, read page by page here (see add_rpm_bdb in rpmdb.cc).
+//
+// ndb `Packages.db` (SUSE: SLES 15, openSUSE Leap 15), when there is neither:
+// rpm's own slot-and-blob file holding the same header blobs, each with an
+// adler32 checksum (see add_rpm_ndb in rpmdb.cc). A non-empty
+// rpmdb.sqlite-wal (changes not yet checkpointed) is not replayed: a
+// db.errors entry says so.
 #pragma once
 
 #include <cstdint>
@@ -117,8 +120,14 @@ Status add_rpm_sqlite(PackageDb& db, std::string bytes, const std::string& where
 // are db.errors entries.
 Status add_rpm_bdb(PackageDb& db, std::string_view bytes, const std::string& where);
 
+// Reads an ndb `Packages.db` (the file's bytes) into db. Error when it is not
+// an ndb database or its slot pages are broken (rpm cannot read it either);
+// a bad slot, blob or header is a db.errors entry.
+Status add_rpm_ndb(PackageDb& db, std::string_view bytes, const std::string& where);
+
 // Reads the image's rpm database, if any (see the top): rpmdb.sqlite in
-// /var/lib/rpm then /usr/lib/sysimage/rpm, else Packages in the same order.
+// /var/lib/rpm then /usr/lib/sysimage/rpm, else Packages, else Packages.db,
+// each in the same order.
 Status load_rpm_db(PackageDb& db, const ReadImageFile& read);
 
 }  // namespace moat

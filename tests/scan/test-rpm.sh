@@ -27,6 +27,11 @@
 #   bdb        + a layer that swaps rpmdb.sqlite for a BerkeleyDB Packages
 #              written by libdb (db5.3_load; read back by rpm's bdb_ro) and says
 #              ID=centos: the same classification, no errors.
+#   ndb        + a layer that swaps rpmdb.sqlite for an ndb Packages.db (SUSE;
+#              written here as rpm's rpmpkg.c lays it out) and says ID=sles:
+#              the same classification (su expected by the suse policy).
+#   ndbflip    the same with one header byte flipped: a report error naming
+#              Packages.db and its checksum; rpmsu is then unpackaged.
 #   truncated  + a layer with rpmdb.sqlite cut to 8 KiB, and
 #   garbage    + a layer with rpmdb.sqlite replaced by random bytes: moat exits
 #              2 naming rpmdb.sqlite, or completes with a report error naming
@@ -234,6 +239,66 @@ PY
 else
   note "db5.3_load is not installed and could not be installed: the BerkeleyDB image is not tested"
 fi
+
+# ---- ndb Packages.db (SLES 15, openSUSE Leap 15) ---------------------------------------------
+# The same headers in rpm's ndb format, written here as rpm's rpmpkg.c lays it
+# out (a header page of slots, each package's blob in 16-byte blocks with an
+# adler32 tail): Debian's rpm has no ndb backend, so no Debian tool writes
+# one (a real SLES 15 Packages.db was checked by hand: docs/findings.md). The
+# layer replaces rpmdb.sqlite with Packages.db and says ID=sles.
+python3 - "$DB" "$T/Packages.db" <<'PY'
+import sqlite3, struct, sys, zlib
+con = sqlite3.connect("file:" + sys.argv[1] + "?mode=ro", uri=True)
+rows = con.execute("SELECT hnum, blob FROM Packages ORDER BY hnum").fetchall()
+head = bytearray(4096)
+struct.pack_into("<4I", head, 0, 0x506D7052, 0, len(rows) + 1, 1)  # "RpmP", version, generation, slot pages
+for o in range(32, 4096, 16):
+    struct.pack_into("<I", head, o, 0x746F6C53)  # "Slot", free
+body = bytearray()
+for i, (hnum, blob) in enumerate(rows):
+    blob = bytes(blob)
+    n = (16 + len(blob) + 12 + 15) // 16
+    b = bytearray(struct.pack("<4I", 0x53626C42, hnum, 1700000000, len(blob)) + blob)
+    b += bytes(n * 16 - 12 - len(b))
+    b += struct.pack("<3I", zlib.adler32(bytes(b)), len(blob), 0x45626C42)
+    struct.pack_into("<4I", head, 32 + 16 * i, 0x746F6C53, hnum, (4096 + len(body)) // 16, n)
+    body += b
+open(sys.argv[2], "wb").write(bytes(head + body))
+PY
+to_ndb() {
+  rm -f usr/lib/sysimage/rpm/rpmdb.sqlite*
+  cp "$T/Packages.db" usr/lib/sysimage/rpm/Packages.db
+  printf 'NAME="SLES"\nID="sles"\nID_LIKE="suse"\nVERSION_ID="15.6"\n' >etc/os-release
+}
+layer ndb clean "RUN rpm --rebuilddb (ndb)" to_ndb
+chmod -R a+rX "$L"
+rep=$W/users/ndb.json
+scan_as moat-subuid 0 "oci:$L:ndb" --format json --fail-on none -o "$rep" --verbose
+validate_report "$rep"
+note "ndb: $(jq -c .summary "$rep"), findings:"
+findings_tsv "$rep" | sed 's/^/    /' >&2
+[[ $(jq '.errors | length' "$rep") -eq 0 ]] || { jq -r '.errors[] | "  " + .' "$rep" >&2; fail "ndb: report errors"; }
+grep -qE "[0-9]+ packages \(rpm\), distribution suse" "$W/err" ||
+  { cat "$W/err" >&2; fail "ndb: moat --verbose does not say 'N packages (rpm), distribution suse'"; }
+want setuid-packaged /usr/bin/rpmsu "$PKG" "$rep"
+want setuid-expected /usr/bin/su "$PKG" "$rep"
+want setuid-unpackaged /usr/local/bin/rootsh - "$rep"
+[[ $(jq '[.findings[] | select(.category == "integrity")] | length' "$rep") -eq 0 ]] ||
+  fail "ndb: integrity findings on an untouched rpm image"
+# One byte of a header flipped: the blob's checksum catches it, said by name.
+python3 - "$T/Packages.db" <<'PY'
+import sys
+b = bytearray(open(sys.argv[1], "rb").read())
+b[4096 + 40] ^= 0x20
+open(sys.argv[1], "wb").write(b)
+PY
+layer ndbflip clean "RUN rpm --rebuilddb (ndb, damaged)" to_ndb
+chmod -R a+rX "$L"
+rep=$W/users/ndbflip.json
+scan_as moat-subuid 0 "oci:$L:ndbflip" --format json --fail-on none -o "$rep"
+jq -e '[.errors[] | select(test("Packages.db.*adler32"))] | length == 1' "$rep" >/dev/null ||
+  { jq -r '.errors[]' "$rep" >&2; fail "ndbflip: no report error naming Packages.db and its checksum"; }
+want setuid-unpackaged /usr/bin/rpmsu - "$rep"
 
 # ---- truncated and garbage databases -------------------------------------------------------
 for tag in truncated garbage; do

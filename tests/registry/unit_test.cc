@@ -162,6 +162,21 @@ TEST(RegistriesConf, BadFiles) {
   EXPECT_FALSE(registry::parse_registries_conf("[[registry]]\ninsecure = true\n", "noloc.conf").ok());
 }
 
+// toml11 3.7 overflows a signed integer on a binary integer of 63 digits
+// (storage/toml_check.h): refused before it parses; 62 digits are read, and
+// the same digits inside a string or a key are not a number.
+TEST(RegistriesConf, LongBinaryIntegers) {
+  const std::string d62(62, '1'), d63(63, '0');
+  auto too_long = registry::parse_registries_conf("x = 0b" + d63 + "\n", "bin.conf");
+  ASSERT_FALSE(too_long.ok());
+  EXPECT_NE(too_long.error().describe().find("bin.conf is not valid TOML here: a binary integer of 63 digits"),
+            std::string::npos)
+      << too_long.error().describe();
+  EXPECT_FALSE(registry::parse_registries_conf("x = [1, 0b1_" + d63 + "]\n", "bin.conf").ok());
+  EXPECT_TRUE(registry::parse_registries_conf("x = 0b" + d62 + "\n", "bin.conf").ok());
+  EXPECT_TRUE(registry::parse_registries_conf("x = '0b" + d63 + "'\nk0b" + d63 + " = 1\n", "bin.conf").ok());
+}
+
 class AuthFiles : public ::testing::Test {
  protected:
   void SetUp() override {

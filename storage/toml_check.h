@@ -6,7 +6,8 @@
 // more digits overflows a signed integer (parse_binary_integer doubles its
 // place value once per digit, 2^63 after the 63rd: undefined behaviour).
 // TOML must be UTF-8 anyway, no containers configuration nests more than a
-// few levels, and none writes a binary integer of 2^62 or more.
+// few levels, and none has a binary integer of 63 digits (leading zeros
+// count: it is the digits toml11 loops over).
 #pragma once
 
 #include <cctype>

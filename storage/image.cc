@@ -12,6 +12,7 @@
 #include "storage/sources/registry/docker_ref.h"
 #include "storage/sources/registry/registries_conf.h"
 #include "storage/sources/registry/source.h"
+#include "storage/json_check.h"
 
 namespace moat {
 
@@ -35,6 +36,7 @@ constexpr const char* kDockerList = "application/vnd.docker.distribution.manifes
 constexpr const char* kRefName = "org.opencontainers.image.ref.name";
 
 Result<json> parse_json(const std::string& bytes, const std::string& what) {
+  MOAT_TRY(check_json_depth(bytes, what));  // storage/json_check.h
   try {
     return json::parse(bytes);
   } catch (const json::exception& e) {

@@ -5,6 +5,7 @@
 
 #include "scanner/checks/caps.h"
 #include "storage/fsutil.h"
+#include "storage/json_check.h"
 
 namespace moat {
 
@@ -528,7 +529,7 @@ Result<std::vector<Finding>> config_findings(const ImageRecord& img, const Check
   using json = nlohmann::json;
   std::vector<Finding> out;
   if (img.config.empty()) return out;
-  json cfg = json::parse(img.config, nullptr, /*allow_exceptions=*/false);
+  json cfg = parse_json_or_discarded(img.config);  // storage/json_check.h
   if (cfg.is_discarded() || !cfg.is_object()) return Error{"image config is not a JSON object"};
   const json empty = json::object();
   const json& c = cfg.contains("config") && cfg["config"].is_object() ? cfg["config"] : empty;

@@ -21,6 +21,7 @@
 #include "storage/fd.h"
 #include "storage/fsutil.h"
 #include "storage/layer_index.h"
+#include "storage/json_check.h"
 
 namespace moat {
 
@@ -338,7 +339,7 @@ Result<std::vector<Finding>> secret_findings(const SecretScanContext& ctx, std::
 Result<std::vector<Finding>> config_secret_findings(const ImageRecord& img, const secrets::SecretScanner& scanner) {
   std::vector<Finding> out;
   if (img.config.empty()) return out;
-  json cfg = json::parse(img.config, nullptr, false);
+  json cfg = parse_json_or_discarded(img.config);  // storage/json_check.h
   if (cfg.is_discarded() || !cfg.is_object()) return Error{"image config is not a JSON object"};
   auto rules = rules_by_id(scanner);
   const json empty = json::object();
@@ -455,7 +456,7 @@ ImageRecord redact_for_report(const ImageRecord& img, const secrets::SecretScann
   };
   for (auto& l : out.layers) l.created_by = fix(l.created_by);
   if (!img.config.empty()) {
-    json cfg = json::parse(img.config, nullptr, false);
+    json cfg = parse_json_or_discarded(img.config);  // storage/json_check.h
     if (cfg.is_object()) {
       bool any = false;
       auto fix_field = [&](json& j, const char* key) {

@@ -8,6 +8,7 @@
 #include <vector>
 
 #include "storage/fd.h"
+#include "storage/json_check.h"
 
 namespace moat::trust {
 namespace {
@@ -17,6 +18,7 @@ struct DuplicateKey {
 }  // namespace
 
 Result<nlohmann::json> parse_strict_json(std::string_view bytes, const std::string& what) {
+  MOAT_TRY(check_json_depth(bytes, what));  // storage/json_check.h
   std::vector<std::set<std::string>> open;  // keys seen in each object being parsed
   auto cb = [&](int, nlohmann::json::parse_event_t ev, nlohmann::json& parsed) -> bool {
     using E = nlohmann::json::parse_event_t;

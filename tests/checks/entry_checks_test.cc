@@ -7,7 +7,9 @@
 
 #include <map>
 
+#include "rules/secrets/engine.h"
 #include "scanner/checks/checks.h"
+#include "scanner/checks/secret_scan.h"
 #include "test_util.h"
 
 namespace moat {
@@ -225,6 +227,26 @@ TEST(ConfigChecks, CleanConfigAndLookAlikes) {
   EXPECT_FALSE(config_findings(img, fx.ctx()).ok());
   img.config = "";
   EXPECT_TRUE(config_findings(img, fx.ctx())->empty());
+}
+
+// A config nested 200,000 deep, whose User holds a token: redact_for_report()
+// re-serialized it (nlohmann's dump() recurses per level) and overflowed the
+// stack. Every reader of the config now refuses it (storage/json_check.h);
+// the pull refuses it first (e2e.errors).
+TEST(ConfigChecks, DeeplyNestedConfigIsRefusedNotRecursed) {
+  Fixture fx;
+  ImageRecord img;
+  const std::string token = "ghp_" "Zq8LmN2vXc4RtY7uPa1sDf3GhJ5kWe9Bo0Ti";
+  img.config = R"({"config":{"User":"root:)" + token + R"("},"x":)" + std::string(200000, '[') +
+               std::string(200000, ']') + "}";
+  auto rules = secrets::load_rules({}, {}, true);
+  ASSERT_TRUE(rules.ok());
+  auto scanner = secrets::SecretScanner::create(std::move(rules).value());
+  ASSERT_TRUE(scanner.ok()) << scanner.error().describe();
+  EXPECT_FALSE(config_secret_findings(img, **scanner).ok());
+  ImageRecord shown = redact_for_report(img, **scanner);
+  EXPECT_EQ(shown.config, img.config);  // not re-serialized
+  EXPECT_FALSE(config_findings(shown, fx.ctx()).ok());
 }
 
 // This machine's /usr is a real Debian tree with a real dpkg database: every

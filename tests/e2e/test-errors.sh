@@ -11,6 +11,7 @@
 #    lists the names and hints :NAME:TAG or :@N; both forms then work;
 #  - a missing blob, a corrupted blob, a truncated blob: exit 2 naming the layer;
 #  - a layer entry "../TOKEN": exit 2 naming the layer and the entry, the token redacted;
+#  - a config nested 200,000 deep: exit 2 naming the config (it overflowed the stack);
 #  - usage errors (unknown option, bad --format, bad --platform) exit 2, never 0/1.
 source "$(dirname "$0")/lib.sh"
 need skopeo python3
@@ -157,6 +158,28 @@ fails "layer 1" "refused" "ghp_" -- scan --store "$S" "oci:$WORK/tokname:t"
 [[ -z $(ls -A "$S/images") && -z $(ls -A "$S/tmp") ]] || fail "tokname: a record or tmp/ leftovers after a failed pull"
 fails "layer 1" "refused" "ghp_" -- image pull --store "$S" "oci:$WORK/tokname:t"
 ! grep -qF "$tok" "$WORK/err" || fail "moat image pull printed the token whole: $(cat "$WORK/err")"
+
+note "a config nested 200,000 deep (its User a token): exit 2 naming the config, not a stack overflow"
+skopeo copy -q "oci:$L:t" "oci:$WORK/deepcfg:t"
+python3 - "$WORK/deepcfg" <<'EOF'
+import hashlib, json, sys
+d = sys.argv[1]
+def blob(dg): return d + "/blobs/sha256/" + dg[7:]
+def put(data):
+    dg = "sha256:" + hashlib.sha256(data).hexdigest()
+    open(blob(dg), "wb").write(data)
+    return dg, len(data)
+idx = json.load(open(d + "/index.json"))
+m = json.load(open(blob(idx["manifests"][0]["digest"])))
+c = json.load(open(blob(m["config"]["digest"])))
+c.setdefault("config", {})["User"] = "root:ghp_" + "Zq8LmN2vXc4RtY7uPa1sDf3GhJ5kWe9Bo0Ti"
+text = json.dumps(c)[:-1] + ', "x": ' + "[" * 200000 + "]" * 200000 + "}"
+m["config"]["digest"], m["config"]["size"] = put(text.encode())
+idx["manifests"][0]["digest"], idx["manifests"][0]["size"] = put(json.dumps(m).encode())
+json.dump(idx, open(d + "/index.json", "w"))
+EOF
+fails "config sha256:[0-9a-f]{64} nests arrays or objects more than 128 deep" -- scan --store "$S" "oci:$WORK/deepcfg:t"
+[[ -z $(ls -A "$S/images") && -z $(ls -A "$S/tmp") ]] || fail "deepcfg: a record or tmp/ leftovers after a failed pull"
 
 note "usage errors"
 # CLI11 words these itself (no "moat: error:" prefix): a message and --help.

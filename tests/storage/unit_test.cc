@@ -8,6 +8,7 @@
 
 #include "storage/digest.h"
 #include "storage/fsutil.h"
+#include "storage/json_check.h"
 #include "storage/layer_index.h"
 #include "storage/reference.h"
 #include "storage/tree.h"
@@ -249,6 +250,30 @@ TEST(Printable, EscapesControlAndInvalidUtf8) {
   std::string cut = printable(longs, 50);
   EXPECT_LE(cut.size(), 60u);
   EXPECT_EQ(cut.substr(cut.size() - 3), "...");
+}
+
+// storage/json_check.h: nlohmann's dump(), copies and == recurse once per
+// level; a few hundred KB of `[` overflowed the stack before this check.
+TEST(JsonCheck, NestingLimit) {
+  constexpr auto npos = std::string_view::npos;
+  EXPECT_EQ(json_too_deep_at(std::string(128, '[') + std::string(128, ']')), npos);
+  EXPECT_EQ(json_too_deep_at(std::string(129, '[')), 128u);
+  EXPECT_EQ(json_too_deep_at("[]" + std::string(130, '{')), 130u);
+  // Closing brackets bring the depth down; brackets in strings (escaped quotes
+  // included) do not count.
+  std::string wide = "[[[]]";
+  for (int i = 0; i < 1000; ++i) wide += ",[[]]";
+  wide += "]";
+  EXPECT_EQ(json_too_deep_at(wide), npos);
+  std::string in_string = "{\"a\":\"" + std::string(500, '[') + "\\\"" + std::string(500, '{') + "\"}";
+  EXPECT_EQ(json_too_deep_at(in_string), npos);
+  const std::string deep = "{\"x\":" + std::string(200000, '[') + std::string(200000, ']') + "}";
+  auto st = check_json_depth(deep, "config sha256:abc");
+  ASSERT_FALSE(st.ok());
+  EXPECT_EQ(st.error().describe(),
+            "config sha256:abc nests arrays or objects more than 128 deep (at byte 132): not a document moat reads");
+  EXPECT_TRUE(parse_json_or_discarded(deep).is_discarded());
+  EXPECT_FALSE(parse_json_or_discarded(wide).is_discarded());
 }
 
 }  // namespace

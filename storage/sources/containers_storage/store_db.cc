@@ -9,6 +9,7 @@
 #include "storage/digest.h"
 #include "storage/fd.h"
 #include "storage/fsutil.h"
+#include "storage/json_check.h"
 
 namespace moat::cstorage {
 
@@ -19,6 +20,7 @@ namespace {
 constexpr size_t kMaxStoreJson = 256u << 20;  // images.json/layers.json of a very large store
 
 Result<json> parse(const std::string& text, const std::string& file) {
+  MOAT_TRY(check_json_depth(text, file));  // storage/json_check.h
   try {
     return json::parse(text);
   } catch (const json::exception& e) {

@@ -11,6 +11,7 @@
 #include "storage/base64.h"
 #include "storage/fsutil.h"
 #include "storage/sources/containers_storage/config.h"
+#include "storage/json_check.h"
 
 namespace moat::cstorage {
 
@@ -177,6 +178,9 @@ struct TarSplitReader::Impl {
       if (!got) return false;
       ++entries;
       json e;
+      if (size_t at = json_too_deep_at(line); at != std::string_view::npos)
+        return err("tar-split line " + std::to_string(entries) + " nests arrays or objects more than " +
+                   std::to_string(kMaxJsonDepth) + " deep");
       try {
         e = json::parse(line);
       } catch (const json::exception& x) {

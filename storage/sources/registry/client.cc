@@ -17,6 +17,7 @@
 #include "storage/sources/registry/registries_conf.h"
 #include "storage/sources/registry/http.h"
 #include "storage/sources/registry/responses.h"
+#include "storage/json_check.h"
 
 namespace moat::registry {
 
@@ -365,7 +366,7 @@ Result<Manifest> Client::get_manifest(const std::string& repo, const std::string
       return Error{"repository " + impl_->registry + "/" + repo + " not found"}.with_hint(
           "check the repository name (skopeo list-tags docker://" + impl_->registry + "/" + repo + " lists a repository's tags)");
     std::string some;
-    if (t && t->curl_code == 0 && t->status == 200) {
+    if (t && t->curl_code == 0 && t->status == 200 && json_too_deep_at(t->body) == std::string_view::npos) {
       try {
         json j = json::parse(t->body);
         if (j.contains("tags") && j["tags"].is_array())

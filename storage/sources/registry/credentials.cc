@@ -14,6 +14,7 @@
 
 #include "storage/base64.h"
 #include "storage/fsutil.h"
+#include "storage/json_check.h"
 
 namespace moat::registry {
 
@@ -79,6 +80,7 @@ Result<std::optional<Credential>> search_file(const std::string& file, bool lega
   auto text = read_all(fd, 4u << 20);
   ::close(fd);
   if (!text) return std::move(text).error().context(file);
+  MOAT_TRY(check_json_depth(*text, file));  // storage/json_check.h
   json j;
   try {
     j = json::parse(*text);
@@ -178,6 +180,7 @@ Result<std::optional<Credential>> run_credential_helper(const std::string& name,
     if (output.find("not found") != std::string::npos) return std::optional<Credential>{};
     return Error{prog + " get failed (exit status " + std::to_string(WIFEXITED(status) ? WEXITSTATUS(status) : -1) + ")"};
   }
+  if (json_too_deep_at(output) != std::string_view::npos) return Error{prog + " get printed something that is not JSON"};
   json j;
   try {
     j = json::parse(output);

@@ -5,6 +5,7 @@
 #include <nlohmann/json.hpp>
 
 #include "storage/digest.h"
+#include "storage/json_check.h"
 
 namespace moat::registry {
 
@@ -41,6 +42,7 @@ Challenge parse_challenge(const std::string& h) {
 }
 
 std::pair<std::string, std::string> registry_error(const std::string& body) {
+  if (json_too_deep_at(body) != std::string_view::npos) return {"", ""};  // storage/json_check.h
   try {
     json j = json::parse(body);
     if (j.is_object() && j.contains("errors") && j["errors"].is_array() && !j["errors"].empty()) {
@@ -57,6 +59,7 @@ std::pair<std::string, std::string> registry_error(const std::string& body) {
 TokenReply parse_token_reply(const std::string& body) {
   TokenReply t;
   json j;
+  if (json_too_deep_at(body) != std::string_view::npos) return t;
   try {
     j = json::parse(body);
   } catch (...) {
@@ -120,6 +123,7 @@ Result<Manifest> manifest_from_body(std::string body, const std::string& content
   if (is_valid_digest(ref) && m.digest != ref)
     return Error{"manifest " + what + ": content does not match its digest (got " + m.digest + ")"}.with_hint(
         "the registry or something between it and moat altered the manifest");
+  MOAT_TRY(check_json_depth(m.bytes, "manifest of " + what));
   try {
     json j = json::parse(m.bytes);
     if (j.is_object() && j.contains("mediaType") && j["mediaType"].is_string()) m.media_type = j["mediaType"];

@@ -126,12 +126,11 @@ for what in missing corrupt truncate; do
   [[ -z $(ls -A "$S/images") && -z $(ls -A "$S/tmp") ]] || fail "$what: a record or tmp/ leftovers after a failed pull"
 done
 
-note "a hostile entry named by a token: exit 2, the error names it redacted"
-skopeo copy -q "oci:$L:t" "oci:$WORK/tokname:t"
-tok="ghp_$(python3 -c 'import random; r = random.Random(7); print("".join(r.choice("abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789") for _ in range(36)))')"
-python3 - "$WORK/tokname" "../$tok" <<'EOF'
+# rewrite DIR entry NAME | deepcfg: DIR (a copy of :t) with layer 1 replaced by
+# one entry NAME, or with its config nested 200,000 deep and a token as its User.
+cat >"$WORK/rewrite.py" <<'EOF'
 import gzip, hashlib, io, json, sys, tarfile
-d, name = sys.argv[1:]
+d, mode = sys.argv[1:3]
 def blob(dg): return d + "/blobs/sha256/" + dg[7:]
 def put(data):
     dg = "sha256:" + hashlib.sha256(data).hexdigest()
@@ -140,19 +139,28 @@ def put(data):
 idx = json.load(open(d + "/index.json"))
 m = json.load(open(blob(idx["manifests"][0]["digest"])))
 c = json.load(open(blob(m["config"]["digest"])))
-buf = io.BytesIO()
-with tarfile.open(fileobj=buf, mode="w", format=tarfile.PAX_FORMAT) as t:
-    ti = tarfile.TarInfo(name); ti.size = 2
-    t.addfile(ti, io.BytesIO(b"x\n"))
-raw = buf.getvalue()
-gz = gzip.compress(raw, mtime=0)
-m["layers"][1]["digest"], m["layers"][1]["size"] = put(gz)
-m["layers"][1]["mediaType"] = "application/vnd.oci.image.layer.v1.tar+gzip"
-c["rootfs"]["diff_ids"][1] = "sha256:" + hashlib.sha256(raw).hexdigest()
-m["config"]["digest"], m["config"]["size"] = put(json.dumps(c).encode())
+if mode == "entry":
+    buf = io.BytesIO()
+    with tarfile.open(fileobj=buf, mode="w", format=tarfile.PAX_FORMAT) as t:
+        ti = tarfile.TarInfo(sys.argv[3]); ti.size = 2
+        t.addfile(ti, io.BytesIO(b"x\n"))
+    raw = buf.getvalue()
+    m["layers"][1]["digest"], m["layers"][1]["size"] = put(gzip.compress(raw, mtime=0))
+    m["layers"][1]["mediaType"] = "application/vnd.oci.image.layer.v1.tar+gzip"
+    c["rootfs"]["diff_ids"][1] = "sha256:" + hashlib.sha256(raw).hexdigest()
+    cfg = json.dumps(c).encode()
+else:
+    c.setdefault("config", {})["User"] = "root:ghp_" + "Zq8LmN2vXc4RtY7uPa1sDf3GhJ5kWe9Bo0Ti"
+    cfg = (json.dumps(c)[:-1] + ', "x": ' + "[" * 200000 + "]" * 200000 + "}").encode()
+m["config"]["digest"], m["config"]["size"] = put(cfg)
 idx["manifests"][0]["digest"], idx["manifests"][0]["size"] = put(json.dumps(m).encode())
 json.dump(idx, open(d + "/index.json", "w"))
 EOF
+
+note "a hostile entry named by a token: exit 2, the error names it redacted"
+skopeo copy -q "oci:$L:t" "oci:$WORK/tokname:t"
+tok="ghp_$(python3 -c 'import random; r = random.Random(7); print("".join(r.choice("abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789") for _ in range(36)))')"
+python3 "$WORK/rewrite.py" "$WORK/tokname" entry "../$tok"
 fails "layer 1" "refused" "ghp_" -- scan --store "$S" "oci:$WORK/tokname:t"
 ! grep -qF "$tok" "$WORK/err" || fail "the error printed the token whole: $(cat "$WORK/err")"
 [[ -z $(ls -A "$S/images") && -z $(ls -A "$S/tmp") ]] || fail "tokname: a record or tmp/ leftovers after a failed pull"
@@ -161,23 +169,7 @@ fails "layer 1" "refused" "ghp_" -- image pull --store "$S" "oci:$WORK/tokname:t
 
 note "a config nested 200,000 deep (its User a token): exit 2 naming the config, not a stack overflow"
 skopeo copy -q "oci:$L:t" "oci:$WORK/deepcfg:t"
-python3 - "$WORK/deepcfg" <<'EOF'
-import hashlib, json, sys
-d = sys.argv[1]
-def blob(dg): return d + "/blobs/sha256/" + dg[7:]
-def put(data):
-    dg = "sha256:" + hashlib.sha256(data).hexdigest()
-    open(blob(dg), "wb").write(data)
-    return dg, len(data)
-idx = json.load(open(d + "/index.json"))
-m = json.load(open(blob(idx["manifests"][0]["digest"])))
-c = json.load(open(blob(m["config"]["digest"])))
-c.setdefault("config", {})["User"] = "root:ghp_" + "Zq8LmN2vXc4RtY7uPa1sDf3GhJ5kWe9Bo0Ti"
-text = json.dumps(c)[:-1] + ', "x": ' + "[" * 200000 + "]" * 200000 + "}"
-m["config"]["digest"], m["config"]["size"] = put(text.encode())
-idx["manifests"][0]["digest"], idx["manifests"][0]["size"] = put(json.dumps(m).encode())
-json.dump(idx, open(d + "/index.json", "w"))
-EOF
+python3 "$WORK/rewrite.py" "$WORK/deepcfg" deepcfg
 fails "config sha256:[0-9a-f]{64} nests arrays or objects more than 128 deep" -- scan --store "$S" "oci:$WORK/deepcfg:t"
 [[ -z $(ls -A "$S/images") && -z $(ls -A "$S/tmp") ]] || fail "deepcfg: a record or tmp/ leftovers after a failed pull"
 

@@ -149,16 +149,6 @@ findings_tsv() {
 }
 
 # ---- clean ---------------------------------------------------------------------------
-rep=$W/users/clean.json
-scan_as moat-subuid 0 "oci:$L:clean" --format json --fail-on none -o "$rep" --verbose
-validate_report "$rep"
-note "clean: $(jq -c .summary "$rep"), findings:"
-findings_tsv "$rep" | sed 's/^/    /' >&2
-[[ $(jq '.errors | length' "$rep") -eq 0 ]] || { jq -r '.errors[] | "  " + .' "$rep" >&2; fail "clean: report errors (above)"; }
-# --verbose names the databases and the policy's distribution.
-grep -qE "[0-9]+ packages \(rpm\), distribution fedora" "$W/err" ||
-  { cat "$W/err" >&2; fail "clean: moat --verbose does not say 'N packages (rpm), distribution fedora'"; }
-
 # want RULE PATH PACKAGE: exactly one finding with that rule and path, and that package.
 want() {
   local rule=$1 path=$2 pkg=$3 rep=$4 n got
@@ -167,13 +157,31 @@ want() {
   got=$(jq -r --arg r "$rule" --arg p "$path" '.findings[] | select(.rule_id == $r and .path == $p) | .package // "-"' "$rep")
   [[ $got == "$pkg" ]] || fail "$(basename "$rep" .json): $rule $path has package '$got', expected '$pkg'"
 }
-want setuid-packaged /usr/bin/rpmsu "$PKG" "$rep"
-want setuid-expected /usr/bin/su "$PKG" "$rep"
-want setuid-unpackaged /usr/local/bin/rootsh - "$rep"
+# check_image TAG DISTRIBUTION: the image TAG (the clean tree, or it with its
+# rpm database in another format) classifies rpmsu, su and rootsh as below,
+# with no report error and no integrity finding; moat --verbose names the
+# packages and the policy's distribution.
+check_image() {
+  local tag=$1 dist=$2 rep=$W/users/$1.json
+  chmod -R a+rX "$L"
+  scan_as moat-subuid 0 "oci:$L:$tag" --format json --fail-on none -o "$rep" --verbose
+  validate_report "$rep"
+  note "$tag: $(jq -c .summary "$rep"), findings:"
+  findings_tsv "$rep" | sed 's/^/    /' >&2
+  [[ $(jq '.errors | length' "$rep") -eq 0 ]] || { jq -r '.errors[] | "  " + .' "$rep" >&2; fail "$tag: report errors"; }
+  grep -qE "[0-9]+ packages \(rpm\), distribution $dist" "$W/err" ||
+    { cat "$W/err" >&2; fail "$tag: moat --verbose does not say 'N packages (rpm), distribution $dist'"; }
+  want setuid-packaged /usr/bin/rpmsu "$PKG" "$rep"
+  want setuid-expected /usr/bin/su "$PKG" "$rep"
+  want setuid-unpackaged /usr/local/bin/rootsh - "$rep"
+  [[ $(jq '[.findings[] | select(.category == "integrity")] | length' "$rep") -eq 0 ]] ||
+    fail "$tag: integrity findings on an untouched rpm image"
+}
+
+check_image clean fedora
+rep=$W/users/clean.json
 bad=$(jq -r '.findings[] | select(.rule_id == "setuid-unpackaged" and .path != "/usr/local/bin/rootsh") | .path' "$rep")
 [[ -z $bad ]] || fail "clean: rpm-owned files reported unpackaged: $bad"
-[[ $(jq '[.findings[] | select(.category == "integrity")] | length' "$rep") -eq 0 ]] ||
-  fail "clean: integrity findings on an untouched rpm image"
 
 # ---- tampered --------------------------------------------------------------------------
 rep=$W/users/tampered.json
@@ -222,20 +230,7 @@ PY
     printf 'NAME="CentOS Linux"\nID="centos"\nID_LIKE="rhel fedora"\nVERSION_ID="7"\n' >etc/os-release
   }
   layer bdb clean "RUN rpm --rebuilddb (BerkeleyDB)" to_bdb
-  chmod -R a+rX "$L"
-  rep=$W/users/bdb.json
-  scan_as moat-subuid 0 "oci:$L:bdb" --format json --fail-on none -o "$rep" --verbose
-  validate_report "$rep"
-  note "bdb: $(jq -c .summary "$rep"), findings:"
-  findings_tsv "$rep" | sed 's/^/    /' >&2
-  [[ $(jq '.errors | length' "$rep") -eq 0 ]] || { jq -r '.errors[] | "  " + .' "$rep" >&2; fail "bdb: report errors"; }
-  grep -qE "[0-9]+ packages \(rpm\), distribution fedora" "$W/err" ||
-    { cat "$W/err" >&2; fail "bdb: moat --verbose does not say 'N packages (rpm), distribution fedora'"; }
-  want setuid-packaged /usr/bin/rpmsu "$PKG" "$rep"
-  want setuid-expected /usr/bin/su "$PKG" "$rep"
-  want setuid-unpackaged /usr/local/bin/rootsh - "$rep"
-  [[ $(jq '[.findings[] | select(.category == "integrity")] | length' "$rep") -eq 0 ]] ||
-    fail "bdb: integrity findings on an untouched rpm image"
+  check_image bdb fedora
 else
   # Not a silent pass: the BerkeleyDB reader would go untested.
   skip "db5.3_load (db5.3-util) is not installed and apt-get could not install it: scripts/install-deps.sh installs it"
@@ -272,20 +267,7 @@ to_ndb() {
   printf 'NAME="SLES"\nID="sles"\nID_LIKE="suse"\nVERSION_ID="15.6"\n' >etc/os-release
 }
 layer ndb clean "RUN rpm --rebuilddb (ndb)" to_ndb
-chmod -R a+rX "$L"
-rep=$W/users/ndb.json
-scan_as moat-subuid 0 "oci:$L:ndb" --format json --fail-on none -o "$rep" --verbose
-validate_report "$rep"
-note "ndb: $(jq -c .summary "$rep"), findings:"
-findings_tsv "$rep" | sed 's/^/    /' >&2
-[[ $(jq '.errors | length' "$rep") -eq 0 ]] || { jq -r '.errors[] | "  " + .' "$rep" >&2; fail "ndb: report errors"; }
-grep -qE "[0-9]+ packages \(rpm\), distribution suse" "$W/err" ||
-  { cat "$W/err" >&2; fail "ndb: moat --verbose does not say 'N packages (rpm), distribution suse'"; }
-want setuid-packaged /usr/bin/rpmsu "$PKG" "$rep"
-want setuid-expected /usr/bin/su "$PKG" "$rep"
-want setuid-unpackaged /usr/local/bin/rootsh - "$rep"
-[[ $(jq '[.findings[] | select(.category == "integrity")] | length' "$rep") -eq 0 ]] ||
-  fail "ndb: integrity findings on an untouched rpm image"
+check_image ndb suse
 # One byte of a header flipped: the blob's checksum catches it, said by name.
 python3 - "$T/Packages.db" <<'PY'
 import sys

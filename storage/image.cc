@@ -7,12 +7,12 @@
 
 #include "storage/digest.h"
 #include "storage/fsutil.h"
+#include "storage/json_check.h"
 #include "storage/sources/containers_storage/source.h"
 #include "storage/sources/registry/client.h"
 #include "storage/sources/registry/docker_ref.h"
 #include "storage/sources/registry/registries_conf.h"
 #include "storage/sources/registry/source.h"
-#include "storage/json_check.h"
 
 namespace moat {
 

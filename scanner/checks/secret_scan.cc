@@ -20,8 +20,8 @@
 #include "scanner/checks/secret_context.h"
 #include "storage/fd.h"
 #include "storage/fsutil.h"
-#include "storage/layer_index.h"
 #include "storage/json_check.h"
+#include "storage/layer_index.h"
 
 namespace moat {
 

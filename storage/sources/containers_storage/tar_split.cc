@@ -10,8 +10,8 @@
 
 #include "storage/base64.h"
 #include "storage/fsutil.h"
-#include "storage/sources/containers_storage/config.h"
 #include "storage/json_check.h"
+#include "storage/sources/containers_storage/config.h"
 
 namespace moat::cstorage {
 

@@ -12,12 +12,12 @@
 #include "storage/base64.h"
 #include "storage/digest.h"
 #include "storage/fsutil.h"
+#include "storage/json_check.h"
 #include "storage/sources/registry/certs.h"
 #include "storage/sources/registry/credentials.h"
-#include "storage/sources/registry/registries_conf.h"
 #include "storage/sources/registry/http.h"
+#include "storage/sources/registry/registries_conf.h"
 #include "storage/sources/registry/responses.h"
-#include "storage/json_check.h"
 
 namespace moat::registry {
 

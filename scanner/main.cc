@@ -234,6 +234,21 @@ Status write_report(const std::string& text, const std::string& output) {
   return ok_status();
 }
 
+// The secret engine for the rules, its compiled database cached in the
+// store's cache/ (without a cache it compiles each time).
+Result<std::unique_ptr<secrets::SecretScanner>> store_scanner(const Store& store, secrets::RuleSet rules) {
+  secrets::SecretScanner::Options sopt;
+  sopt.cache_dir = store.root() + "/cache";
+  if (!make_dirs(sopt.cache_dir, 0700).ok()) sopt.cache_dir.clear();
+  return secrets::SecretScanner::create(std::move(rules), sopt);
+}
+
+// `e` with every rule match in its message redacted.
+Error redacted(Error e, const secrets::SecretScanner& scanner) {
+  e.message = redact_text(e.message, scanner, false);
+  return e;
+}
+
 int cmd_scan(const ScanArgs& a, const Common& o) {
   auto t0 = std::chrono::steady_clock::now();
   // Everything the user typed is checked before any work.
@@ -271,21 +286,14 @@ int cmd_scan(const ScanArgs& a, const Common& o) {
   if (*inplace && a.mount_mode != "auto" && !o.quiet)
     std::fprintf(stderr, "moat: note: --mount %s does not apply: an unpacked dir: tree is scanned in place\n",
                  a.mount_mode.c_str());
-  // The secret engine (its compiled database is cached in the store). It
-  // runs even without the secret checks: every history line the report shows
-  // goes through it, so no output holds a whole secret.
-  secrets::SecretScanner::Options sopt;
-  sopt.cache_dir = store->root() + "/cache";
-  if (!make_dirs(sopt.cache_dir, 0700).ok()) sopt.cache_dir.clear();  // no cache: compile each time
-  auto scanner = secrets::SecretScanner::create(std::move(rules).value(), sopt);
+  // The secret engine. It runs even without the secret checks: every history
+  // line the report shows goes through it, so no output holds a whole secret.
+  auto scanner = store_scanner(*store, std::move(rules).value());
   if (!scanner) return report_error("", scanner.error());
   if (o.verbose) std::fprintf(stderr, "moat: secret rules: %s\n", (*scanner)->database_note().c_str());
   // From here an error can name an image's entry, file or account, and a
   // token can be that name: the message goes through the engine too.
-  auto fail = [&](const std::string& image, Error e) {
-    e.message = redact_text(e.message, **scanner, false);
-    return report_error(image, e);
-  };
+  auto fail = [&](const std::string& image, const Error& e) { return report_error(image, redacted(e, **scanner)); };
   // The secret scan of each layer starts as the layer lands (secret_prefetch.h),
   // overlapping the download of the others. Destroyed before the scanner and the store.
   std::optional<SecretPrefetch> prefetch;
@@ -416,17 +424,13 @@ int cmd_scan(const ScanArgs& a, const Common& o) {
 }
 
 // A pull error can name an image's entry, and a token can be that name, as
-// in a scan's errors. `moat image pull` has no secret engine: it is made
-// (its database cached in the store) only when there is an error to print.
-Error redact_pull_error(Error e, const Store& store) {
+// in a scan's errors. `moat image pull` needs no secret engine otherwise: it
+// is made (with the built-in rules) only when there is an error to print.
+Error redact_pull_error(const Error& e, const Store& store) {
   auto rules = secrets::load_rules({}, {}, true);
   if (!rules) return e;
-  secrets::SecretScanner::Options sopt;
-  sopt.cache_dir = store.root() + "/cache";
-  if (!make_dirs(sopt.cache_dir, 0700).ok()) sopt.cache_dir.clear();
-  auto scanner = secrets::SecretScanner::create(std::move(rules).value(), sopt);
-  if (scanner) e.message = redact_text(e.message, **scanner, false);
-  return e;
+  auto scanner = store_scanner(store, std::move(rules).value());
+  return scanner ? redacted(e, **scanner) : e;
 }
 
 int cmd_pull(const std::string& image, const Common& o) {

@@ -381,6 +381,7 @@ int cmd_scan(const ScanArgs& a, const Common& o) {
   const bool tty = isatty(2) && !o.quiet && !o.verbose;  // -v prints its own lines
   if (tty) copt.phase = [](const std::string& what) { std::fprintf(stderr, "\r\033[Kmoat: %s ...", what.c_str()); };
   if (secrets_on) copt.secrets = scanner->get();
+  copt.redactor = scanner->get();
   if (prefetch) copt.before_secrets = [&] { prefetch->finish(); };
   if (*inplace) copt.in_place_index = &(*inplace)->index;
   auto run = run_checks(*store, shown, *mounted, view, *pol, copt);

@@ -436,9 +436,11 @@ Result<CheckRunResult> run_checks(const Store& store, const ImageRecord& img, co
     // not a gap: its entries are checked from the view below, and a check that
     // then cannot read a file's content reports that file.
     if (opt.verbose)
-      for (const auto& e : walk_errors)
-        std::fprintf(stderr, "moat: overlay walk: %s: %s (checked from the layer index)\n",
-                     printable(e.path, 4096).c_str(), e.error.describe().c_str());
+      for (const auto& e : walk_errors) {
+        std::string line = printable(e.path, 4096) + ": " + e.error.describe();
+        if (opt.redactor) line = redact_text(line, *opt.redactor);
+        std::fprintf(stderr, "moat: overlay walk: %s (checked from the layer index)\n", line.c_str());
+      }
   }
   // Userspace mode, and in overlay mode what the walk could not reach: from the view.
   std::atomic<size_t> unreached{0};

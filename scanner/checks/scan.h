@@ -47,6 +47,10 @@ struct CheckRunOptions {
   // have run beside it.
   std::function<void()> before_secrets;
   bool verbose = false;
+  // Non-null: the -v lines that name an image's path pass through this
+  // engine's redact_text() (a token can be a file name). Set even when the
+  // secret checks are off.
+  const secrets::SecretScanner* redactor = nullptr;
   // Called at the start of each phase ("checking 35012 entries"); the CLI
   // shows it on a terminal only.
   std::function<void(const std::string&)> phase;

@@ -7,7 +7,9 @@
 #  - the scan still completes, every setuid file is still found (metadata
 #    comes from the layer index, not from the disk);
 #  - what could not be read is named in the report's errors, never silent;
-#  - moat-subuid reads it all: the empty shadow password is found, no errors.
+#  - moat-subuid reads it all: the empty shadow password is found, no errors;
+#  - -v names each directory the overlay walk could not list, but a token used
+#    as its name is redacted, as everywhere else moat prints an image's path.
 source "$(dirname "$0")/lib.sh"
 build_fixture img <<'JSON'
 {"format": "oci", "config": {"User": "app", "Healthcheck": {"Test": ["CMD", "true"]}},
@@ -18,6 +20,7 @@ build_fixture img <<'JSON'
   {"path": "etc/shadow", "mode": "0000", "content": "root:!locked::0:99999:7:::\napp::19000:0:99999:7:::\n"},
   {"path": "locked", "type": "dir", "mode": "0000"},
   {"path": "locked/hidden-su", "mode": "04755", "content": "#!/bin/sh\nexec sh -p\n"},
+  {"path": "ghp_MoatFakeTokenUnlistableDir00000Ab1xY", "type": "dir", "mode": "0000"},
   {"path": "usr", "type": "dir", "mode": "0755"},
   {"path": "usr/bin", "type": "dir", "mode": "0755"},
   {"path": "usr/bin/owner-only-su", "mode": "04700", "content": "\u007fELF not really"}
@@ -33,8 +36,14 @@ want_subuid=$(printf '%s\n' "account-empty-password /etc/shadow" "setuid-script 
 diff <(echo "$want_subuid") <(rules "$W/subuid.json") || fail "moat-subuid findings (- expected, + got)"
 [[ $(jq '.errors | length' "$W/subuid.json") -eq 0 ]] || fail "moat-subuid: errors $(jq -c .errors "$W/subuid.json")"
 
+TOKEN=ghp_MoatFakeTokenUnlistableDir00000Ab1xY
 for mode in auto userspace; do
-  scan_as moat-single 1 "$IMG" --format json --mount "$mode"
+  scan_as moat-single 1 "$IMG" --format json --mount "$mode" -v
+  ! grep -F "$TOKEN" "$W/err" || fail "moat-single ($mode) -v: a whole token on stderr"
+  if grep -q "^moat: overlay of\|overlay mounted with" "$W/err"; then
+    grep -q "^moat: overlay walk: /ghp_.*(checked from the layer index)" "$W/err" ||
+      fail "moat-single ($mode) -v: the unlistable directory is not named: $(grep 'overlay walk' "$W/err")"
+  fi
   cp "$W/out" "$W/single.json"; validate_report "$W/single.json"
   # hidden-su's "#!" cannot be read: it is still a setuid file, classified
   # without its content (unpackaged), and the error names it.

@@ -425,13 +425,19 @@ int cmd_scan(const ScanArgs& a, const Common& o) {
 }
 
 // A pull error can name an image's entry, and a token can be that name, as
-// in a scan's errors. `moat image pull` needs no secret engine otherwise: it
-// is made (with the built-in rules) only when there is an error to print.
-Error redact_pull_error(const Error& e, const Store& store) {
+// in a scan's errors. `moat image pull` and `moat mount` need no secret
+// engine otherwise: it is made (with the built-in rules) only when there is
+// such a text to print.
+std::string redact_with_builtin_rules(const std::string& text, const Store& store) {
   auto rules = secrets::load_rules({}, {}, true);
-  if (!rules) return e;
+  if (!rules) return text;
   auto scanner = store_scanner(store, std::move(rules).value());
-  return scanner ? redacted(e, **scanner) : e;
+  return scanner ? redact_text(text, **scanner, false) : text;
+}
+
+Error redact_pull_error(Error e, const Store& store) {
+  e.message = redact_with_builtin_rules(e.message, store);
+  return e;
 }
 
 int cmd_pull(const std::string& image, const Common& o) {
@@ -673,6 +679,7 @@ int run(int argc, char** argv) {
     mount_opts.store_dir = common.store;
     mount_opts.quiet = common.quiet;
     mount_opts.verbose = common.verbose;
+    mount_opts.redact = redact_with_builtin_rules;
     return cmd_mount(mount_opts, [&](Store& s) { return pull_image(image, common, s); });
   }
   if (*pull) return cmd_pull(image, common);

@@ -77,11 +77,17 @@ int cmd_mount(const MountCmdOptions& o, const PullFn& pull) {
   auto store = Store::open(o.store_dir, Store::Lock::Shared);
   if (!store) return fail(store.error());
   // Pulling (threads) happens before any namespace work; the session is a fresh process.
+  auto redact = [&](const std::string& text) { return o.redact ? o.redact(text, *store) : text; };
+  // From here an error can name an image's entry or file.
+  auto fail_image = [&](Error e) {
+    e.message = redact(e.message);
+    return fail(e);
+  };
   auto rec = pull(*store);
-  if (!rec) return fail(rec.error());
+  if (!rec) return fail_image(rec.error());
 
   auto sess = try_overlay(*store, *rec, o.mode, argv, o.quiet, o.verbose);
-  if (!sess) return fail(sess.error());
+  if (!sess) return fail_image(sess.error());
   if (*sess) {
     Session& s = **sess;
     if (o.verbose)
@@ -92,24 +98,24 @@ int cmd_mount(const MountCmdOptions& o, const PullFn& pull) {
                    "moat: single id mapping (no subordinate ids for you in /etc/subuid, /etc/subgid): owners other "
                    "than root are not mapped; `moat scan` reports the image's true owners\n");
     auto st = s.wait();
-    if (!st) return fail(st.error());
+    if (!st) return fail_image(st.error());
     return *st;
   }
 
   auto view = MergedView::build(*store, *rec);
-  if (!view) return fail(view.error());
+  if (!view) return fail_image(view.error());
   auto tree = ViewTree::create(*view, store->root() + "/tmp");
-  if (!tree) return fail(std::move(tree).error().context("userspace view"));
+  if (!tree) return fail_image(std::move(tree).error().context("userspace view"));
   if (!o.quiet) {
     std::fprintf(stderr,
                  "moat: userspace view (a private copy, not a mount): files belong to you, the image's owners are "
                  "not shown; `moat scan` reports them\n");
     if (tree->skipped())
       std::fprintf(stderr, "moat: the content of %zu files could not be copied, they are empty here (first: %s)\n", tree->skipped(),
-                   tree->first_skip().c_str());
+                   redact(tree->first_skip()).c_str());
   }
   auto st = run_command_in(tree->root(), argv);
-  if (!st) return fail(st.error());
+  if (!st) return fail_image(st.error());
   return *st;
 }
 

@@ -33,6 +33,10 @@ struct MountCmdOptions {
   std::vector<std::string> argv;  // empty: $SHELL, else /bin/sh
   std::string store_dir;
   bool quiet = false, verbose = false;
+  // Set: what moat prints that can name an image's path (errors, the first
+  // file the userspace view could not copy) passes through it first, since
+  // a token can be a file name. It redacts every secret rule's match.
+  std::function<std::string(const std::string&, const Store&)> redact;
 };
 
 // Brings the image into the store (the CLI's pull logic, with its options and progress).

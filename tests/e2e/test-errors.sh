@@ -157,7 +157,7 @@ idx["manifests"][0]["digest"], idx["manifests"][0]["size"] = put(json.dumps(m).e
 json.dump(idx, open(d + "/index.json", "w"))
 EOF
 
-note "a hostile entry named by a token: exit 2, the error names it redacted"
+note "a hostile entry named by a token: scan, pull and mount exit 2, the error names it redacted"
 skopeo copy -q "oci:$L:t" "oci:$WORK/tokname:t"
 tok="ghp_$(python3 -c 'import random; r = random.Random(7); print("".join(r.choice("abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789") for _ in range(36)))')"
 python3 "$WORK/rewrite.py" "$WORK/tokname" entry "../$tok"
@@ -166,6 +166,8 @@ fails "layer 1" "refused" "ghp_" -- scan --store "$S" "oci:$WORK/tokname:t"
 [[ -z $(ls -A "$S/images") && -z $(ls -A "$S/tmp") ]] || fail "tokname: a record or tmp/ leftovers after a failed pull"
 fails "layer 1" "refused" "ghp_" -- image pull --store "$S" "oci:$WORK/tokname:t"
 ! grep -qF "$tok" "$WORK/err" || fail "moat image pull printed the token whole: $(cat "$WORK/err")"
+fails "layer 1" "refused" "ghp_" -- mount --store "$S" "oci:$WORK/tokname:t" -- true
+! grep -qF "$tok" "$WORK/err" || fail "moat mount printed the token whole: $(cat "$WORK/err")"
 
 note "a config nested 200,000 deep (its User a token): exit 2 naming the config, not a stack overflow"
 skopeo copy -q "oci:$L:t" "oci:$WORK/deepcfg:t"

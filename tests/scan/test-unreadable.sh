@@ -9,7 +9,8 @@
 #  - what could not be read is named in the report's errors, never silent;
 #  - moat-subuid reads it all: the empty shadow password is found, no errors;
 #  - -v names each directory the overlay walk could not list, but a token used
-#    as its name is redacted, as everywhere else moat prints an image's path.
+#    as its name is redacted, as everywhere else moat prints an image's path;
+#    so is the first file `moat mount`'s userspace view could not copy.
 source "$(dirname "$0")/lib.sh"
 build_fixture img <<'JSON'
 {"format": "oci", "config": {"User": "app", "Healthcheck": {"Test": ["CMD", "true"]}},
@@ -54,4 +55,20 @@ for mode in auto userspace; do
   jq -e '[.errors[] | select(test("/locked/hidden-su"))] | length >= 1' "$W/single.json" >/dev/null ||
     fail "moat-single ($mode): /locked/hidden-su not named in errors: $(jq -c .errors "$W/single.json")"
 done
+
+# moat mount's userspace view copies what it can read; its note names the
+# first file it could not copy, and a token as that file's name is redacted.
+build_fixture tokdir <<'JSON'
+{"format": "oci", "config": {},
+ "layers": [{"entries": [
+  {"path": "ghp_MoatFakeTokenUnlistableDir00000Ab1xY", "type": "dir", "mode": "0000"},
+  {"path": "ghp_MoatFakeTokenUnlistableDir00000Ab1xY/f", "mode": "0644", "content": "x"}
+ ]}]}
+JSON
+rc=0
+(cd "$W" && "$LIB/as-user.sh" moat-single "$W/moat" mount --store "$W/users/moat-single.store" --mount userspace \
+  "oci:$W/pub/tokdir:latest" -- true) >"$W/out" 2>"$W/err" || rc=$?
+[[ $rc -eq 0 ]] || fail "moat-single: moat mount --mount userspace exited $rc: $(cat "$W/err")"
+grep -q "could not be copied.*(first: /ghp_" "$W/err" || fail "moat mount: no note of the file it could not copy: $(cat "$W/err")"
+! grep -F "$TOKEN" "$W/err" || fail "moat mount: a whole token on stderr"
 echo "PASS: $TEST_NAME"

@@ -76,13 +76,13 @@ int cmd_mount(const MountCmdOptions& o, const PullFn& pull) {
   // Locked until the command exits: prune and rm must not take layers from under it.
   auto store = Store::open(o.store_dir, Store::Lock::Shared);
   if (!store) return fail(store.error());
-  // Pulling (threads) happens before any namespace work; the session is a fresh process.
   auto redact = [&](const std::string& text) { return o.redact ? o.redact(text, *store) : text; };
   // From here an error can name an image's entry or file.
   auto fail_image = [&](Error e) {
     e.message = redact(e.message);
     return fail(e);
   };
+  // Pulling (threads) happens before any namespace work; the session is a fresh process.
   auto rec = pull(*store);
   if (!rec) return fail_image(rec.error());
 
